@@ -1,0 +1,192 @@
+//! The storage contract: versioned records with create-if-absent and
+//! compare-and-set writes.
+//!
+//! The layer never overwrites a record blindly. Every write names the version
+//! it read, and a store refuses a write whose version is stale or whose record
+//! is gone. On refusal the layer reloads and re-applies the request's changes,
+//! so concurrent requests never lose each other's updates, and a logged-out
+//! session can never be written back.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+use crate::error::Error;
+use crate::id::Id;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+#[cfg(feature = "memory-store")]
+pub(crate) mod memory;
+
+/// One stored session.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The session id, the store's key.
+    pub id: Id,
+    /// Counts the writes to this record; the first one is `1`. A store keeps
+    /// it exactly as given.
+    pub version: u64,
+    /// The session's values and settings, encoded by the layer. Opaque to the
+    /// store, which keeps the bytes exactly as given.
+    pub data: Vec<u8>,
+    /// When the session was created; the absolute timeout runs from here and
+    /// is never extended.
+    pub created_at: SystemTime,
+    /// The earlier of the idle and the absolute deadline. A store may expire
+    /// the record at this instant (a native TTL), and must not return it from
+    /// [`SessionStore::load`] after it.
+    pub expires_at: SystemTime,
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Record")
+            .field("id", &self.id)
+            .field("version", &self.version)
+            .field("data_len", &self.data.len())
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// What [`SessionStore::create`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Created {
+    /// The record was stored.
+    Created,
+    /// A record with this id exists already; nothing was written.
+    IdTaken,
+}
+
+/// What [`SessionStore::update`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Updated {
+    /// The stored record had the expected version and was replaced.
+    Updated,
+    /// The record is gone, or its version is not the expected one; nothing was
+    /// written.
+    Stale,
+}
+
+/// What [`SessionStore::rotate`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Rotated {
+    /// The new record exists and the old one is gone.
+    Rotated,
+    /// The old record is gone, or its version is not the expected one;
+    /// nothing was written.
+    Stale,
+    /// A record with the new id exists already; nothing was written.
+    IdTaken,
+}
+
+/// A backend that keeps session records.
+///
+/// Implementations must make [`create`](Self::create),
+/// [`update`](Self::update) and, if overridden, [`rotate`](Self::rotate)
+/// atomic with respect to each other; the layer builds its guarantees
+/// (no lost update, no resurrection after logout) on that. Run the public
+/// conformance suite (feature `conformance`) against your store to check it.
+///
+/// Records past their `expires_at` must not be returned by `load`. The layer
+/// checks the deadlines again itself, so a store that keeps them around a
+/// little longer is still safe.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Returns the record with this id, or `None` if there is none or it
+    /// has expired.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the backend fails.
+    async fn load(&self, id: &Id) -> Result<Option<Record>, Error>;
+
+    /// Stores `record` only if no record with its id exists.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the backend fails, or with [`ErrorKind::Capacity`] if the
+    /// store is full.
+    ///
+    /// [`ErrorKind::Capacity`]: crate::ErrorKind::Capacity
+    async fn create(&self, record: &Record) -> Result<Created, Error>;
+
+    /// Replaces the record with `record.id` only if its stored version is
+    /// `expected_version` (compare-and-set). A missing record is never
+    /// created.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the backend fails.
+    async fn update(&self, record: &Record, expected_version: u64) -> Result<Updated, Error>;
+
+    /// Deletes the record with this id, if there is one.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the backend fails.
+    async fn delete(&self, id: &Id) -> Result<(), Error>;
+
+    /// Moves a session to a new id: stores `record` under its (new) id and
+    /// deletes `old`, but only if `old` still has `expected_version`.
+    ///
+    /// The provided implementation is not atomic: it checks the old version,
+    /// creates the new record, then deletes the old one. It never deletes
+    /// first, so a failure leaves the session reachable under one of its ids.
+    /// A write to the old id that lands between the check and the delete is
+    /// lost. Stores that can do better (a transaction, a script) override it.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the backend fails.
+    async fn rotate(
+        &self,
+        old: &Id,
+        expected_version: u64,
+        record: &Record,
+    ) -> Result<Rotated, Error> {
+        match self.load(old).await? {
+            Some(current) if current.version == expected_version => {}
+            _ => return Ok(Rotated::Stale),
+        }
+        if self.create(record).await? == Created::IdTaken {
+            return Ok(Rotated::IdTaken);
+        }
+        self.delete(old).await?;
+        Ok(Rotated::Rotated)
+    }
+}
+
+#[async_trait]
+impl<St: SessionStore + ?Sized> SessionStore for Arc<St> {
+    async fn load(&self, id: &Id) -> Result<Option<Record>, Error> {
+        (**self).load(id).await
+    }
+
+    async fn create(&self, record: &Record) -> Result<Created, Error> {
+        (**self).create(record).await
+    }
+
+    async fn update(&self, record: &Record, expected_version: u64) -> Result<Updated, Error> {
+        (**self).update(record, expected_version).await
+    }
+
+    async fn delete(&self, id: &Id) -> Result<(), Error> {
+        (**self).delete(id).await
+    }
+
+    async fn rotate(
+        &self,
+        old: &Id,
+        expected_version: u64,
+        record: &Record,
+    ) -> Result<Rotated, Error> {
+        (**self).rotate(old, expected_version, record).await
+    }
+}
