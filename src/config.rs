@@ -1,0 +1,243 @@
+//! Cookie attributes, their validation, and the `Set-Cookie` values built
+//! from them.
+
+use std::time::Duration;
+
+use cookie::{Cookie, SameSite};
+use http::HeaderValue;
+
+use crate::error::{Error, ErrorKind};
+
+/// The default cookie name: a generic name that does not reveal the framework
+/// (OWASP session management cheat sheet).
+pub const DEFAULT_COOKIE_NAME: &str = "id";
+
+/// The attributes of the session cookie.
+#[derive(Debug, Clone)]
+pub(crate) struct CookieConfig {
+    pub(crate) name: String,
+    pub(crate) secure: bool,
+    pub(crate) http_only: bool,
+    pub(crate) same_site: SameSite,
+    pub(crate) path: String,
+    pub(crate) domain: Option<String>,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self {
+            name: DEFAULT_COOKIE_NAME.to_owned(),
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+            path: "/".to_owned(),
+            domain: None,
+        }
+    }
+}
+
+/// What the response does with the session cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CookieAction {
+    /// Sets the cookie to `value`; a persistent cookie carries a `Max-Age`.
+    Set {
+        value: String,
+        max_age: Option<Duration>,
+    },
+    /// Removes the cookie from the browser.
+    Remove,
+}
+
+impl CookieConfig {
+    /// Checks the attributes and the rules of the cookie name prefixes.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let fail = |message| Err(Error::message(ErrorKind::Config, message));
+        if self.name.is_empty() || !self.name.bytes().all(is_token_byte) {
+            return fail("the cookie name must be a non-empty RFC 6265 token");
+        }
+        if !self.path.starts_with('/') || !self.path.bytes().all(is_attribute_byte) {
+            return fail("the cookie path must start with `/` and hold no `;` or control characters");
+        }
+        if let Some(domain) = &self.domain {
+            let valid = !domain.is_empty()
+                && domain
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-'));
+            if !valid {
+                return fail("the cookie domain must be a host name");
+            }
+        }
+        if self.same_site == SameSite::None && !self.secure {
+            return fail("`SameSite=None` requires `Secure`");
+        }
+        if self.name.starts_with("__Secure-") && !self.secure {
+            return fail("a `__Secure-` cookie requires `Secure`");
+        }
+        if self.name.starts_with("__Host-") {
+            if !self.secure {
+                return fail("a `__Host-` cookie requires `Secure`");
+            }
+            if self.path != "/" {
+                return fail("a `__Host-` cookie requires `Path=/`");
+            }
+            if self.domain.is_some() {
+                return fail("a `__Host-` cookie must not set `Domain`");
+            }
+        }
+        // Every value the layer renders is ASCII; prove once that the
+        // attributes make a valid header so rendering can never fail later.
+        let sample = CookieAction::Set {
+            value: "A".repeat(crate::codec::VALUE_LEN),
+            max_age: Some(Duration::from_secs(1)),
+        };
+        if self.render(&sample).is_none() || self.render(&CookieAction::Remove).is_none() {
+            return fail("the cookie attributes do not form a valid header");
+        }
+        Ok(())
+    }
+
+    /// Renders a `Set-Cookie` value for `action`.
+    ///
+    /// Returns `None` only for attributes that [`validate`](Self::validate)
+    /// refuses.
+    pub(crate) fn render(&self, action: &CookieAction) -> Option<HeaderValue> {
+        let value = match action {
+            CookieAction::Set { value, .. } => value.as_str(),
+            CookieAction::Remove => "",
+        };
+        let mut cookie = Cookie::build((self.name.as_str(), value))
+            .secure(self.secure)
+            .http_only(self.http_only)
+            .same_site(self.same_site)
+            .path(self.path.as_str());
+        if let Some(domain) = &self.domain {
+            cookie = cookie.domain(domain.as_str());
+        }
+        let mut cookie = cookie.build();
+        match action {
+            CookieAction::Set {
+                max_age: Some(max_age),
+                ..
+            } => {
+                let seconds = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+                cookie.set_max_age(cookie::time::Duration::seconds(seconds));
+            }
+            CookieAction::Set { max_age: None, .. } => {}
+            CookieAction::Remove => cookie.make_removal(),
+        }
+        HeaderValue::try_from(cookie.to_string()).ok()
+    }
+}
+
+/// RFC 6265 `token`: visible ASCII except separators.
+fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_graphic()
+        && !matches!(
+            byte,
+            b'(' | b')' | b'<' | b'>' | b'@' | b',' | b';' | b':' | b'\\' | b'"' | b'/' | b'['
+                | b']' | b'?' | b'=' | b'{' | b'}'
+        )
+}
+
+/// RFC 6265 `av-octet`: any visible character but `;`.
+fn is_attribute_byte(byte: u8) -> bool {
+    (byte.is_ascii_graphic() || byte == b' ') && byte != b';'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(config: &CookieConfig, action: &CookieAction) -> String {
+        let value = config.render(action).expect("valid config renders");
+        value.to_str().expect("ascii").to_owned()
+    }
+
+    #[test]
+    fn defaults_are_secure() {
+        let config = CookieConfig::default();
+        config.validate().expect("defaults are valid");
+        let header = rendered(
+            &config,
+            &CookieAction::Set {
+                value: "v".into(),
+                max_age: None,
+            },
+        );
+        assert_eq!(header, "id=v; HttpOnly; SameSite=Lax; Secure; Path=/");
+    }
+
+    #[test]
+    fn removal_repeats_every_attribute() {
+        let config = CookieConfig {
+            domain: Some("example.com".into()),
+            path: "/app".into(),
+            same_site: SameSite::Strict,
+            ..CookieConfig::default()
+        };
+        let header = rendered(&config, &CookieAction::Remove);
+        for part in [
+            "id=;",
+            "HttpOnly",
+            "SameSite=Strict",
+            "Secure",
+            "Path=/app",
+            "Domain=example.com",
+            "Max-Age=0",
+        ] {
+            assert!(header.contains(part), "{part} missing from {header}");
+        }
+    }
+
+    #[test]
+    fn prefixes_and_same_site_none_are_enforced() {
+        let invalid = [
+            CookieConfig {
+                name: "__Host-id".into(),
+                secure: false,
+                ..CookieConfig::default()
+            },
+            CookieConfig {
+                name: "__Host-id".into(),
+                path: "/app".into(),
+                ..CookieConfig::default()
+            },
+            CookieConfig {
+                name: "__Host-id".into(),
+                domain: Some("example.com".into()),
+                ..CookieConfig::default()
+            },
+            CookieConfig {
+                name: "__Secure-id".into(),
+                secure: false,
+                ..CookieConfig::default()
+            },
+            CookieConfig {
+                same_site: SameSite::None,
+                secure: false,
+                ..CookieConfig::default()
+            },
+            CookieConfig {
+                name: "bad name".into(),
+                ..CookieConfig::default()
+            },
+            CookieConfig {
+                path: "/a;b".into(),
+                ..CookieConfig::default()
+            },
+            CookieConfig {
+                domain: Some("evil.com; Secure".into()),
+                ..CookieConfig::default()
+            },
+        ];
+        for config in invalid {
+            let error = config.validate().expect_err("invalid config");
+            assert_eq!(error.kind(), ErrorKind::Config, "{config:?}");
+        }
+        let host = CookieConfig {
+            name: "__Host-id".into(),
+            ..CookieConfig::default()
+        };
+        host.validate().expect("`__Host-` with the defaults is valid");
+    }
+}

@@ -1,0 +1,55 @@
+//! Tracing hooks that compile to nothing without the `tracing` feature.
+//!
+//! Events never carry a session id, a cookie value or a key: at most a salted
+//! hash of the id ([`Fingerprint`]), whose salt is drawn once per process.
+
+/// Emits a `tracing` event when the `tracing` feature is on.
+macro_rules! event {
+    ($level:ident, $($arg:tt)+) => {
+        #[cfg(feature = "tracing")]
+        ::tracing::$level!($($arg)+);
+    };
+}
+
+pub(crate) use event;
+
+#[cfg(feature = "tracing")]
+pub(crate) use self::fingerprint::Fingerprint;
+
+#[cfg(feature = "tracing")]
+mod fingerprint {
+    use std::fmt;
+    use std::sync::OnceLock;
+
+    use sha2::{Digest, Sha256};
+
+    use crate::id::Id;
+
+    /// Displays a short salted hash of an id: enough to follow one session
+    /// through the logs, useless for taking it over.
+    pub(crate) struct Fingerprint<'a>(pub(crate) &'a Id);
+
+    fn salt() -> &'static [u8; 16] {
+        static SALT: OnceLock<[u8; 16]> = OnceLock::new();
+        SALT.get_or_init(|| {
+            let mut salt = [0; 16];
+            // Without an OS RNG no id can be generated either; a fixed salt
+            // then only weakens the hash of ids that cannot exist.
+            let _ = getrandom::fill(&mut salt);
+            salt
+        })
+    }
+
+    impl fmt::Display for Fingerprint<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let digest = Sha256::new()
+                .chain_update(salt())
+                .chain_update(self.0.as_bytes())
+                .finalize();
+            digest
+                .iter()
+                .take(6)
+                .try_for_each(|byte| write!(f, "{byte:02x}"))
+        }
+    }
+}
