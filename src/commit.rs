@@ -23,7 +23,7 @@ use crate::key::Verified;
 use crate::layer::Shared;
 use crate::session::{self, Change, LazySession, Stored};
 use crate::store::{Created, Record, Rotated, Updated};
-use crate::trace::event;
+use crate::trace::{event, in_span};
 
 /// How many fresh ids a new session tries before giving up. With 128-bit ids
 /// a second try already means a broken random number generator.
@@ -99,17 +99,20 @@ pub(crate) fn finish(lazy: &LazySession, status: StatusCode) -> Finish {
     let cookie = remove_cookie.then_some(CookieAction::Remove);
     match write {
         None => ready_or_delete(shared, delete, cookie),
-        Some(write) => Finish::Save(Box::pin(save(shared, delete, write, cookie))),
+        Some(write) => Finish::Save(Box::pin(in_span!(
+            "session.save",
+            save(shared, delete, write, cookie)
+        ))),
     }
 }
 
 fn ready_or_delete(shared: Arc<Shared>, delete: Option<Id>, cookie: Option<CookieAction>) -> Finish {
     match delete {
         None => Finish::Ready(cookie),
-        Some(id) => Finish::Save(Box::pin(async move {
+        Some(id) => Finish::Save(Box::pin(in_span!("session.save", async move {
             shared.store.delete(&id).await?;
             Ok(cookie)
-        })),
+        }))),
     }
 }
 

@@ -93,3 +93,13 @@ impl<S: Send + Sync> FromRequestParts<S> for LazySession {
         lazy(parts).cloned()
     }
 }
+
+/// Lets handlers return `Result<_, session_layer::Error>` and use `?` on
+/// session calls: a value that does not decode, or cannot be encoded, is the
+/// server's fault, so every kind answers `500 Internal Server Error`. The body
+/// is the error's `Display`, which never holds an id or a key.
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+    }
+}

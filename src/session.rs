@@ -16,7 +16,7 @@ use crate::id::Id;
 use crate::key::Verified;
 use crate::layer::Shared;
 use crate::store::Record;
-use crate::trace::event;
+use crate::trace::{event, in_span};
 
 /// The session of the current request.
 ///
@@ -377,7 +377,7 @@ impl LazySession {
     pub async fn load(&self) -> Result<Session, Error> {
         self.inner
             .session
-            .get_or_try_init(|| self.inner.load())
+            .get_or_try_init(|| in_span!("session.load", self.inner.load()))
             .await
             .cloned()
     }

@@ -53,3 +53,16 @@ mod fingerprint {
         }
     }
 }
+
+/// Runs `future` inside a span named `name`, with the `tracing` feature.
+macro_rules! in_span {
+    ($name:literal, $future:expr) => {{
+        #[cfg(feature = "tracing")]
+        let future = ::tracing::Instrument::instrument($future, ::tracing::debug_span!($name));
+        #[cfg(not(feature = "tracing"))]
+        let future = $future;
+        future
+    }};
+}
+
+pub(crate) use in_span;
