@@ -22,7 +22,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(SessionLayer::new(MemoryStore::default(), key));
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    println!("counter: open http://{} (store: MemoryStore)", listener.local_addr()?);
+    println!(
+        "counter: open http://{} (store: MemoryStore)",
+        listener.local_addr()?
+    );
     axum::serve(listener, app).await?;
     Ok(())
 }

@@ -37,10 +37,15 @@ async fn home(session: Session) -> Result<Html<String>, session_layer::Error> {
                  <button>Sign in</button></form>"
             .to_owned(),
     };
-    Ok(Html(format!("<!doctype html><title>login</title>{flash}{body}")))
+    Ok(Html(format!(
+        "<!doctype html><title>login</title>{flash}{body}"
+    )))
 }
 
-async fn login(session: Session, Form(login): Form<Login>) -> Result<Redirect, session_layer::Error> {
+async fn login(
+    session: Session,
+    Form(login): Form<Login>,
+) -> Result<Redirect, session_layer::Error> {
     // A real application checks a password here.
     session.cycle_id();
     session.set_persistent(login.remember.is_some());
@@ -75,7 +80,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(layer);
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    println!("login: open http://{} (store: MemoryStore)", listener.local_addr()?);
+    println!(
+        "login: open http://{} (store: MemoryStore)",
+        listener.local_addr()?
+    );
     axum::serve(listener, app).await?;
     Ok(())
 }

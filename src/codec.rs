@@ -113,7 +113,10 @@ mod tests {
         let value = encode(&id, &ring);
         assert_eq!(value.len(), VALUE_LEN);
         let headers = [header(&format!("theme=dark; id={value}; lang=en"))];
-        assert_eq!(find(&headers, "id", &ring), Found::Valid(id, Verified::Primary));
+        assert_eq!(
+            find(&headers, "id", &ring),
+            Found::Valid(id, Verified::Primary)
+        );
     }
 
     #[test]
@@ -143,7 +146,10 @@ mod tests {
         let value = encode(&id, &ring);
         let binary = HeaderValue::from_bytes(b"junk=\xff\xfe\x80; other=\xc3").expect("obs-text");
         let headers = [binary, header("a=b"), header(&format!("id={value}"))];
-        assert_eq!(find(&headers, "id", &ring), Found::Valid(id, Verified::Primary));
+        assert_eq!(
+            find(&headers, "id", &ring),
+            Found::Valid(id, Verified::Primary)
+        );
     }
 
     #[test]
@@ -157,7 +163,10 @@ mod tests {
             encode(&second, &ring),
             encode(&first, &ring)
         ))];
-        assert_eq!(find(&headers, "id", &ring), Found::Valid(second, Verified::Primary));
+        assert_eq!(
+            find(&headers, "id", &ring),
+            Found::Valid(second, Verified::Primary)
+        );
     }
 
     #[test]
@@ -169,7 +178,10 @@ mod tests {
         let flipped = String::from_utf8(flipped).expect("ascii");
         let long = "A".repeat(10_000);
         for text in [flipped.as_str(), &value[..VALUE_LEN - 1], &long, "", "!!!!"] {
-            assert_eq!(find(&[header(&format!("id={text}"))], "id", &ring), Found::Invalid);
+            assert_eq!(
+                find(&[header(&format!("id={text}"))], "id", &ring),
+                Found::Invalid
+            );
         }
         assert_eq!(find(&[header("other=1")], "id", &ring), Found::Absent);
         assert_eq!(find(&[], "id", &ring), Found::Absent);
@@ -182,6 +194,9 @@ mod tests {
         let forged = encode(&Id::from_bytes([3; ID_LEN]), &self::ring(2));
         let mut text = vec![format!("id={forged}"); MAX_CANDIDATES];
         text.push(format!("id={good}"));
-        assert_eq!(find(&[header(&text.join("; "))], "id", &ring), Found::Invalid);
+        assert_eq!(
+            find(&[header(&text.join("; "))], "id", &ring),
+            Found::Invalid
+        );
     }
 }

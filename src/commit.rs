@@ -67,10 +67,20 @@ pub(crate) fn finish(lazy: &LazySession, status: StatusCode) -> Finish {
                 Err(error) => return Finish::Save(Box::pin(async move { Err(error) })),
             }
         };
-        let refresh = shared.lifetime.refresh_due(stored.created_at, stored.expires_at, now);
+        let refresh = shared
+            .lifetime
+            .refresh_due(stored.created_at, stored.expires_at, now);
         if data.is_none() && !rotate && !refresh {
             // Nothing to store; a fallback-verified cookie is re-signed.
-            let cookie = reissue.then(|| set_cookie(&shared, &stored.id, state.persistent, stored.expires_at, now));
+            let cookie = reissue.then(|| {
+                set_cookie(
+                    &shared,
+                    &stored.id,
+                    state.persistent,
+                    stored.expires_at,
+                    now,
+                )
+            });
             return ready_or_delete(shared, delete, cookie);
         }
         let refresh_only = data.is_none() && !rotate;
@@ -106,7 +116,11 @@ pub(crate) fn finish(lazy: &LazySession, status: StatusCode) -> Finish {
     }
 }
 
-fn ready_or_delete(shared: Arc<Shared>, delete: Option<Id>, cookie: Option<CookieAction>) -> Finish {
+fn ready_or_delete(
+    shared: Arc<Shared>,
+    delete: Option<Id>,
+    cookie: Option<CookieAction>,
+) -> Finish {
     match delete {
         None => Finish::Ready(cookie),
         Some(id) => Finish::Save(Box::pin(in_span!("session.save", async move {
@@ -177,18 +191,31 @@ async fn create(shared: &Shared, data: Vec<u8>, persistent: bool) -> Result<Cook
     for _ in 0..ID_ATTEMPTS {
         match shared.store.create(&record).await? {
             Created::Created => {
-                return Ok(set_cookie(shared, &record.id, persistent, record.expires_at, now));
+                return Ok(set_cookie(
+                    shared,
+                    &record.id,
+                    persistent,
+                    record.expires_at,
+                    now,
+                ));
             }
             Created::IdTaken => record.id = Id::generate()?,
         }
     }
-    Err(Error::message(ErrorKind::Store, "no unused session id was found"))
+    Err(Error::message(
+        ErrorKind::Store,
+        "no unused session id was found",
+    ))
 }
 
 impl Replace {
     async fn run(mut self, shared: &Shared) -> Result<Option<CookieAction>, Error> {
         let store = &shared.store;
-        let mut target = if self.rotate { Id::generate()? } else { self.base.id };
+        let mut target = if self.rotate {
+            Id::generate()?
+        } else {
+            self.base.id
+        };
         for _ in 0..shared.max_save_attempts {
             let now = shared.now();
             let record = Record {
@@ -199,7 +226,10 @@ impl Replace {
                 expires_at: shared.lifetime.deadline(self.base.created_at, now),
             };
             let written = if self.rotate {
-                match store.rotate(&self.base.id, self.base.version, &record).await? {
+                match store
+                    .rotate(&self.base.id, self.base.version, &record)
+                    .await?
+                {
                     Rotated::Rotated => true,
                     Rotated::Stale => false,
                     Rotated::IdTaken => {
@@ -277,7 +307,11 @@ fn set_cookie(
 }
 
 /// Adds the session headers to a response whose session was read.
-pub(crate) fn write_headers<B>(lazy: &LazySession, response: &mut Response<B>, cookie: Option<&CookieAction>) {
+pub(crate) fn write_headers<B>(
+    lazy: &LazySession,
+    response: &mut Response<B>,
+    cookie: Option<&CookieAction>,
+) {
     let headers = response.headers_mut();
     add_vary_cookie(headers);
     let Some(cookie) = cookie else {
@@ -342,7 +376,11 @@ fn add_vary_cookie(headers: &mut http::HeaderMap) {
     let mut tokens = Vec::new();
     for value in headers.get_all(VARY) {
         let Ok(text) = value.to_str() else { continue };
-        for token in text.split(',').map(str::trim).filter(|token| !token.is_empty()) {
+        for token in text
+            .split(',')
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+        {
             if token == "*" || token.eq_ignore_ascii_case("cookie") {
                 return;
             }

@@ -56,7 +56,9 @@ impl CookieConfig {
             return fail("the cookie name must be a non-empty RFC 6265 token");
         }
         if !self.path.starts_with('/') || !self.path.bytes().all(is_attribute_byte) {
-            return fail("the cookie path must start with `/` and hold no `;` or control characters");
+            return fail(
+                "the cookie path must start with `/` and hold no `;` or control characters",
+            );
         }
         if let Some(domain) = &self.domain {
             let valid = !domain.is_empty()
@@ -134,8 +136,22 @@ fn is_token_byte(byte: u8) -> bool {
     byte.is_ascii_graphic()
         && !matches!(
             byte,
-            b'(' | b')' | b'<' | b'>' | b'@' | b',' | b';' | b':' | b'\\' | b'"' | b'/' | b'['
-                | b']' | b'?' | b'=' | b'{' | b'}'
+            b'(' | b')'
+                | b'<'
+                | b'>'
+                | b'@'
+                | b','
+                | b';'
+                | b':'
+                | b'\\'
+                | b'"'
+                | b'/'
+                | b'['
+                | b']'
+                | b'?'
+                | b'='
+                | b'{'
+                | b'}'
         )
 }
 
@@ -238,6 +254,7 @@ mod tests {
             name: "__Host-id".into(),
             ..CookieConfig::default()
         };
-        host.validate().expect("`__Host-` with the defaults is valid");
+        host.validate()
+            .expect("`__Host-` with the defaults is valid");
     }
 }

@@ -82,7 +82,9 @@ impl ErrorKind {
             Self::Serialize => "failed to serialize a session value",
             Self::Deserialize => "failed to deserialize session data",
             Self::Conflict => "gave up saving the session after repeated concurrent updates",
-            Self::SessionGone => "the session ended in a concurrent request before it could be saved",
+            Self::SessionGone => {
+                "the session ended in a concurrent request before it could be saved"
+            }
         }
     }
 }
@@ -119,7 +121,9 @@ impl fmt::Debug for Error {
 
 impl StdError for Error {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|source| source as &(dyn StdError + 'static))
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn StdError + 'static))
     }
 }
 
@@ -133,7 +137,10 @@ mod tests {
         let error = Error::store(io);
         assert_eq!(error.kind(), ErrorKind::Store);
         assert_eq!(error.to_string(), "session store error");
-        assert_eq!(error.source().map(ToString::to_string).as_deref(), Some("refused"));
+        assert_eq!(
+            error.source().map(ToString::to_string).as_deref(),
+            Some("refused")
+        );
     }
 
     #[test]

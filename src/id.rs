@@ -58,7 +58,10 @@ impl Id {
         let mut bytes = [0; ID_LEN];
         match URL_SAFE_NO_PAD.decode_slice(text, &mut bytes) {
             Ok(ID_LEN) if text.len() == 22 => Ok(Self(bytes)),
-            _ => Err(Error::message(ErrorKind::Deserialize, "malformed session id")),
+            _ => Err(Error::message(
+                ErrorKind::Deserialize,
+                "malformed session id",
+            )),
         }
     }
 }

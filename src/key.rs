@@ -98,8 +98,8 @@ pub(crate) struct KeyRing {
 impl KeyRing {
     pub(crate) fn new(primary: &Key, fallbacks: &[Key], cookie_name: &str) -> Self {
         let keyed = |key: &Key| {
-            let mut mac = HmacSha256::new_from_slice(&key.0)
-                .expect("HMAC accepts keys of any length");
+            let mut mac =
+                HmacSha256::new_from_slice(&key.0).expect("HMAC accepts keys of any length");
             mac.update(DOMAIN);
             // The name's length first, so that name and id cannot be shifted
             // into each other.
@@ -183,6 +183,9 @@ mod tests {
         let id = Id::from_bytes([9; 16]);
         let tag = KeyRing::new(&key(1), &[], "id").sign(&id);
         assert_eq!(KeyRing::new(&key(1), &[], "other").verify(&id, &tag), None);
-        assert_eq!(KeyRing::new(&key(1), &[], "id").verify(&id, &tag[..31]), None);
+        assert_eq!(
+            KeyRing::new(&key(1), &[], "id").verify(&id, &tag[..31]),
+            None
+        );
     }
 }

@@ -305,7 +305,10 @@ impl SessionLayerBuilder {
     /// Decides from the response status whether the session is saved
     /// (default: not for 5xx). A [`destroy`](crate::Session::destroy) is
     /// carried out whatever the status: ending a session is always safe.
-    pub fn save_if(mut self, predicate: impl Fn(StatusCode) -> bool + Send + Sync + 'static) -> Self {
+    pub fn save_if(
+        mut self,
+        predicate: impl Fn(StatusCode) -> bool + Send + Sync + 'static,
+    ) -> Self {
         self.save_if = Arc::new(predicate);
         self
     }
@@ -398,9 +401,10 @@ fn default_error_response(error: &Error) -> Response<String> {
     };
     let mut response = Response::new(format!("{error}\n"));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 

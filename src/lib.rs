@@ -138,8 +138,8 @@ pub use future::ResponseFuture;
 pub use id::Id;
 pub use key::{Key, MIN_KEY_LEN};
 pub use layer::{
-    DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SAVE_ATTEMPTS, DEFAULT_REFRESH_AFTER,
-    MAX_TIMEOUT, SessionLayer, SessionLayerBuilder,
+    DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SAVE_ATTEMPTS,
+    DEFAULT_REFRESH_AFTER, MAX_TIMEOUT, SessionLayer, SessionLayerBuilder,
 };
 pub use service::SessionService;
 pub use session::{LazySession, Session};

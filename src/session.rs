@@ -32,10 +32,9 @@ use crate::trace::{event, in_span};
 /// use axum::{Router, routing::get};
 /// use session_layer::Session;
 ///
-/// async fn visit(session: Session) -> String {
+/// async fn visit(session: Session) -> Result<String, session_layer::Error> {
 ///     let visits = session.update("visits", |n: Option<u64>| n.unwrap_or(0) + 1)?;
-///     Ok::<_, session_layer::Error>(format!("visit number {visits}"))
-/// #   .unwrap_or_default()
+///     Ok(format!("visit number {visits}"))
 /// }
 ///
 /// let app: Router = Router::new().route("/", get(visit));
@@ -45,12 +44,15 @@ pub struct Session {
     state: Arc<Mutex<State>>,
 }
 
+/// `update`'s closure, erased so it can run again on newer data.
+pub(crate) type Reapply = Box<dyn FnMut(Option<&Value>) -> Result<Value, Error> + Send>;
+
 /// A change made through the handle, kept so it can be re-applied to a newer
 /// version of the record if a concurrent request saved first.
 pub(crate) enum Change {
     Insert(String, Value),
     Remove(String),
-    Update(String, Box<dyn FnMut(Option<&Value>) -> Result<Value, Error> + Send>),
+    Update(String, Reapply),
     Clear,
     Persistent(bool),
 }
@@ -296,8 +298,13 @@ const PERSISTENT: u8 = 1;
 /// Encodes the session's values and settings for the store: one byte for the
 /// cookie lifetime, then the values as a JSON object.
 pub(crate) fn encode(data: &Map<String, Value>, persistent: bool) -> Result<Vec<u8>, Error> {
-    let mut bytes = vec![if persistent { PERSISTENT } else { BROWSER_SESSION }];
-    serde_json::to_writer(&mut bytes, data).map_err(|error| Error::new(ErrorKind::Serialize, error))?;
+    let mut bytes = vec![if persistent {
+        PERSISTENT
+    } else {
+        BROWSER_SESSION
+    }];
+    serde_json::to_writer(&mut bytes, data)
+        .map_err(|error| Error::new(ErrorKind::Serialize, error))?;
     Ok(bytes)
 }
 
@@ -310,7 +317,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Map<String, Value>, bool), Error> 
         PERSISTENT => true,
         _ => return Err(corrupt()),
     };
-    let data = serde_json::from_slice(json).map_err(|error| Error::new(ErrorKind::Deserialize, error))?;
+    let data =
+        serde_json::from_slice(json).map_err(|error| Error::new(ErrorKind::Deserialize, error))?;
     Ok((data, persistent))
 }
 
@@ -398,12 +406,17 @@ impl Lazy {
         let (id, verified) = match codec::find(&self.cookies, &shared.cookie.name, &shared.ring) {
             Found::Valid(id, verified) => (id, verified),
             Found::Invalid => {
-                event!(warn, "session cookie failed verification; treating the request as anonymous");
+                event!(
+                    warn,
+                    "session cookie failed verification; treating the request as anonymous"
+                );
                 return Ok(self.fresh(None));
             }
             Found::Absent => return Ok(self.fresh(None)),
         };
-        let record = shared.store.load(&id).await?;
+        let record = shared.store.load(&id).await.inspect_err(|_error| {
+            event!(error, error = %_error, "failed to load the session");
+        })?;
         let now = shared.now();
         match record {
             Some(record) if record.id == id && shared.lifetime.is_alive(&record, now) => {
