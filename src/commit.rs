@@ -247,13 +247,26 @@ impl Replace {
                 });
                 return Ok(cookie);
             }
-            if self.refresh_only {
-                // Another request wrote, and so refreshed, this session.
-                return Ok(None);
-            }
             event!(debug, session = %crate::trace::Fingerprint(&self.base.id), "session write conflict; re-applying changes");
-            if !self.reload(shared).await? {
-                return Ok(None);
+            match self.reload(shared).await? {
+                Reloaded::Changed => {}
+                Reloaded::Unchanged { expires_at } => {
+                    // The stored record already holds what this request wanted
+                    // (or, for a refresh, a newer deadline).
+                    let cookie = self.cookie.then(|| {
+                        set_cookie(shared, &self.base.id, self.persistent, expires_at, now)
+                    });
+                    return Ok(cookie);
+                }
+                // A refresh of a session that is gone is simply not needed.
+                Reloaded::Gone if self.refresh_only => return Ok(None),
+                Reloaded::Gone => {
+                    event!(info, session = %crate::trace::Fingerprint(&self.base.id), "session ended concurrently; discarding changes");
+                    return Err(Error::message(
+                        ErrorKind::SessionGone,
+                        "a concurrent request destroyed or rotated the session",
+                    ));
+                }
             }
         }
         event!(warn, session = %crate::trace::Fingerprint(&self.base.id), "session save gave up after repeated conflicts");
@@ -263,20 +276,12 @@ impl Replace {
         ))
     }
 
-    /// Reloads the record and re-applies this request's changes. Returns
-    /// `false` when the result equals what is stored, so nothing is left to
-    /// write.
-    async fn reload(&mut self, shared: &Shared) -> Result<bool, Error> {
+    /// Reloads the record and re-applies this request's changes to it.
+    async fn reload(&mut self, shared: &Shared) -> Result<Reloaded, Error> {
         let now = shared.now();
         let record = match shared.store.load(&self.base.id).await? {
             Some(record) if shared.lifetime.is_alive(&record, now) => record,
-            _ => {
-                event!(info, session = %crate::trace::Fingerprint(&self.base.id), "session ended concurrently; discarding changes");
-                return Err(Error::message(
-                    ErrorKind::SessionGone,
-                    "a concurrent request destroyed or rotated the session",
-                ));
-            }
+            _ => return Ok(Reloaded::Gone),
         };
         let (mut data, mut persistent) = session::decode(&record.data)?;
         session::apply(&mut self.changes, &mut data, &mut persistent)?;
@@ -287,8 +292,24 @@ impl Replace {
             version: record.version,
             created_at: record.created_at,
         };
-        Ok(self.rotate || self.data != record.data)
+        if self.rotate || self.data != record.data {
+            Ok(Reloaded::Changed)
+        } else {
+            Ok(Reloaded::Unchanged {
+                expires_at: record.expires_at,
+            })
+        }
     }
+}
+
+/// What a reload after a lost compare-and-set found.
+enum Reloaded {
+    /// The session is gone: destroyed, rotated away or expired.
+    Gone,
+    /// The changes, re-applied, still change the record: write again.
+    Changed,
+    /// The record already holds what this request wanted.
+    Unchanged { expires_at: SystemTime },
 }
 
 /// The cookie for `id`, with a `Max-Age` for a persistent session that ends

@@ -72,10 +72,11 @@ impl CookieConfig {
         if self.same_site == SameSite::None && !self.secure {
             return fail("`SameSite=None` requires `Secure`");
         }
-        if self.name.starts_with("__Secure-") && !self.secure {
+        // Browsers match the prefixes without regard to case.
+        if has_prefix(&self.name, "__Secure-") && !self.secure {
             return fail("a `__Secure-` cookie requires `Secure`");
         }
-        if self.name.starts_with("__Host-") {
+        if has_prefix(&self.name, "__Host-") {
             if !self.secure {
                 return fail("a `__Host-` cookie requires `Secure`");
             }
@@ -129,6 +130,12 @@ impl CookieConfig {
         }
         HeaderValue::try_from(cookie.to_string()).ok()
     }
+}
+
+/// Whether `name` starts with `prefix`, ignoring ASCII case.
+fn has_prefix(name: &str, prefix: &str) -> bool {
+    name.get(..prefix.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
 }
 
 /// RFC 6265 `token`: visible ASCII except separators.
@@ -226,6 +233,16 @@ mod tests {
             CookieConfig {
                 name: "__Secure-id".into(),
                 secure: false,
+                ..CookieConfig::default()
+            },
+            CookieConfig {
+                name: "__secure-id".into(),
+                secure: false,
+                ..CookieConfig::default()
+            },
+            CookieConfig {
+                name: "__HOST-id".into(),
+                path: "/app".into(),
                 ..CookieConfig::default()
             },
             CookieConfig {
