@@ -1,5 +1,6 @@
 //! The README's quick start is `examples/counter.rs`, word for word, so the
-//! code a new user copies is the code that CI compiles and runs.
+//! code a new user copies is the code that CI compiles and runs; and the
+//! README's test command is the one CI runs.
 
 #[test]
 fn readme_quick_start_is_the_counter_example() {
@@ -14,13 +15,14 @@ fn readme_quick_start_is_the_counter_example() {
 }
 
 #[test]
-fn readme_names_the_two_commands() {
+fn ci_runs_the_readme_test_command() {
     let readme = include_str!("../README.md");
-    assert!(readme.contains("\ncargo run --example counter\n"));
-    assert!(readme.contains("\ncargo test --all-features\n"));
+    assert!(readme.contains("\n./scripts/test\n"));
     let ci = include_str!("../.ci/run");
     assert!(
-        ci.contains("\ncargo test --all-features\n"),
+        ci.contains("\n./scripts/test\n"),
         ".ci/run runs the README's test command"
     );
+    let script = include_str!("../scripts/test");
+    assert!(script.contains("\nexec cargo test --all-features \"$@\"\n"));
 }
