@@ -58,12 +58,14 @@ pub(crate) fn finish(lazy: &LazySession, status: StatusCode) -> Finish {
         None
     } else if let Some(stored) = &state.stored {
         let reissue = state.presented == Some(Verified::Fallback);
+        // Any change is written, even one that leaves the bytes as loaded: the
+        // compare-and-set is what lets this request's later commit win over a
+        // concurrent one (SPEC §6.2).
         let data = if changes.is_empty() {
             None
         } else {
             match session::encode(&state.data, state.persistent) {
-                Ok(data) if data != stored.data => Some(data),
-                Ok(_) => None,
+                Ok(data) => Some(data),
                 Err(error) => return Finish::Save(Box::pin(async move { Err(error) })),
             }
         };
@@ -77,7 +79,7 @@ pub(crate) fn finish(lazy: &LazySession, status: StatusCode) -> Finish {
                     &shared,
                     &stored.id,
                     state.persistent,
-                    stored.expires_at,
+                    (stored.created_at, stored.expires_at),
                     now,
                 )
             });
@@ -195,7 +197,7 @@ async fn create(shared: &Shared, data: Vec<u8>, persistent: bool) -> Result<Cook
                     shared,
                     &record.id,
                     persistent,
-                    record.expires_at,
+                    (record.created_at, record.expires_at),
                     now,
                 ));
             }
@@ -243,7 +245,13 @@ impl Replace {
             };
             if written {
                 let cookie = self.cookie.then(|| {
-                    set_cookie(shared, &record.id, self.persistent, record.expires_at, now)
+                    set_cookie(
+                        shared,
+                        &record.id,
+                        self.persistent,
+                        (record.created_at, record.expires_at),
+                        now,
+                    )
                 });
                 return Ok(cookie);
             }
@@ -254,7 +262,13 @@ impl Replace {
                     // The stored record already holds what this request wanted
                     // (or, for a refresh, a newer deadline).
                     let cookie = self.cookie.then(|| {
-                        set_cookie(shared, &self.base.id, self.persistent, expires_at, now)
+                        set_cookie(
+                            shared,
+                            &self.base.id,
+                            self.persistent,
+                            (self.base.created_at, expires_at),
+                            now,
+                        )
                     });
                     return Ok(cookie);
                 }
@@ -313,17 +327,19 @@ enum Reloaded {
 }
 
 /// The cookie for `id`, with a `Max-Age` for a persistent session that ends
-/// exactly when the server stops honouring it.
+/// no later than the server stops honouring it: the stored deadline, capped
+/// by the current configuration's clocks (SPEC §5.2).
 fn set_cookie(
     shared: &Shared,
     id: &Id,
     persistent: bool,
-    expires_at: SystemTime,
+    (created_at, expires_at): (SystemTime, SystemTime),
     now: SystemTime,
 ) -> CookieAction {
+    let deadline = expires_at.min(shared.lifetime.deadline(created_at, now));
     CookieAction::Set {
         value: codec::encode(id, &shared.ring),
-        max_age: persistent.then(|| expires_at.duration_since(now).unwrap_or(Duration::ZERO)),
+        max_age: persistent.then(|| deadline.duration_since(now).unwrap_or(Duration::ZERO)),
     }
 }
 
@@ -360,7 +376,7 @@ pub(crate) fn respond<B: From<String>>(
             response
         }
         Err(error) => {
-            event!(error, error = %error, "failed to save the session");
+            event!(error, error = %crate::trace::Chain(&error), "failed to save the session");
             let mut response = lazy.shared().error_response(&error).map(B::from);
             let headers = response.headers_mut();
             remove_session_cookies(headers, &lazy.shared().cookie.name);

@@ -285,9 +285,15 @@ impl SessionLayerBuilder {
         self
     }
 
-    /// Sets the share of the idle timeout (from `0.0` to `1.0`, default
-    /// `0.25`) that must pass before a request that changes nothing writes
-    /// to the store to extend the session. `0.0` refreshes on every request.
+    /// Sets the share of the idle timeout (from `0.0` up to, not including,
+    /// `1.0`; default `0.25`) that must pass before a request that changes
+    /// nothing writes to the store to extend the session. `0.0` refreshes on
+    /// every request.
+    ///
+    /// The throttle trades writes for slack: a session that is only read
+    /// stays alive as long as it is read at least every
+    /// `(1 - share) × idle timeout` (22.5 minutes with the defaults); a
+    /// request that writes always restarts the full idle timeout.
     pub fn refresh_after(mut self, share: f64) -> Self {
         self.refresh_after = share;
         self
@@ -339,7 +345,7 @@ impl SessionLayerBuilder {
     /// Fails with [`ErrorKind::Config`] on an invalid cookie attribute, a
     /// broken prefix rule (`__Host-`, `__Secure-`), `SameSite=None` without
     /// `Secure`, a zero or over-long timeout, a refresh share outside
-    /// `0.0..=1.0`, or zero save attempts.
+    /// `0.0..1.0`, or zero save attempts.
     pub fn build(self) -> Result<SessionLayer, Error> {
         let fail = |message| Err(Error::message(ErrorKind::Config, message));
         self.cookie.validate()?;
@@ -348,8 +354,8 @@ impl SessionLayerBuilder {
                 return fail("timeouts must be longer than zero and at most 400 days");
             }
         }
-        if !(0.0..=1.0).contains(&self.refresh_after) {
-            return fail("the refresh share must be between 0.0 and 1.0");
+        if !(0.0..1.0).contains(&self.refresh_after) {
+            return fail("the refresh share must be at least 0.0 and less than 1.0");
         }
         if self.max_save_attempts == 0 {
             return fail("at least one save attempt is needed");
@@ -387,6 +393,8 @@ impl fmt::Debug for SessionLayerBuilder {
             .field("idle", &self.idle)
             .field("absolute", &self.absolute)
             .field("refresh_after", &self.refresh_after)
+            .field("persistent", &self.persistent)
+            .field("max_save_attempts", &self.max_save_attempts)
             .field("fallback_keys", &self.fallback_keys.len())
             .finish_non_exhaustive()
     }

@@ -75,13 +75,15 @@
 //!
 //! # Decisions worth knowing
 //!
-//! - **Timeouts.** A session ends after [`DEFAULT_IDLE_TIMEOUT`] without use or
-//!   [`DEFAULT_ABSOLUTE_TIMEOUT`] after creation, whichever comes first; both
-//!   are checked by the layer on every load, whatever the store returns. A
-//!   read-only request extends the idle deadline only once
+//! - **Timeouts.** A session ends after [`DEFAULT_IDLE_TIMEOUT`] without a
+//!   save or [`DEFAULT_ABSOLUTE_TIMEOUT`] after creation, whichever comes
+//!   first; both are checked by the layer on every load, whatever the store
+//!   returns. A read-only request extends the idle deadline only once
 //!   [`DEFAULT_REFRESH_AFTER`] of the idle timeout has passed, so readers do
-//!   not turn into writers. A shorter absolute timeout applies at once to
-//!   existing sessions; a shorter idle timeout from each session's next save.
+//!   not turn into writers: a session that is only read survives as long as
+//!   it is read at least every `(1 - share) × idle timeout` (22.5 minutes with
+//!   the defaults). A shorter absolute timeout applies at once to existing
+//!   sessions; a shorter idle timeout from each session's next save.
 //! - **Cookie lifetime.** Cookies last for the browser session unless
 //!   [`SessionLayerBuilder::persistent`] or [`Session::set_persistent`] asks
 //!   for a persistent one, whose `Max-Age` is the time left until the server's
@@ -112,7 +114,7 @@
 //! [tower]: https://docs.rs/tower
 //! [axum]: https://docs.rs/axum
 #![forbid(unsafe_code)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod codec;
 mod commit;

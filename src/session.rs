@@ -83,6 +83,8 @@ pub(crate) struct State {
     pub(crate) presented: Option<Verified>,
     /// `destroy` was called: the browser's cookie must go.
     pub(crate) remove_cookie: bool,
+    /// The layer's cookie lifetime for new sessions, restored by `destroy`.
+    pub(crate) default_persistent: bool,
 }
 
 impl Session {
@@ -168,10 +170,12 @@ impl Session {
         T: Serialize + DeserializeOwned,
         F: FnMut(Option<T>) -> T + Send + 'static,
     {
-        let mut state = self.lock();
-        let current = state.data.get(key).map(from_value).transpose()?;
+        let current = self.lock().data.get(key).map(from_value).transpose()?;
+        // `f` runs without the lock, so it may read the session itself.
         let new = f(current);
-        state.data.insert(key.to_owned(), to_value(&new)?);
+        let value = to_value(&new)?;
+        let mut state = self.lock();
+        state.data.insert(key.to_owned(), value);
         let reapply = move |current: Option<&Value>| {
             let current = current.map(from_value).transpose()?;
             to_value(&f(current))
@@ -217,6 +221,7 @@ impl Session {
         state.data.clear();
         state.changes.clear();
         state.rotate = false;
+        state.persistent = state.default_persistent;
     }
 
     /// Returns the id of the stored session, or `None` for a session that is
@@ -400,6 +405,17 @@ impl LazySession {
     }
 }
 
+impl Drop for Lazy {
+    fn drop(&mut self) {
+        // An `update` closure may hold a clone of the session, which would
+        // keep the session alive through its own change log if the request
+        // ended before the save took the log out.
+        if let Some(session) = self.session.get() {
+            session.lock().changes.clear();
+        }
+    }
+}
+
 impl Lazy {
     async fn load(&self) -> Result<Session, Error> {
         let shared = &self.shared;
@@ -415,7 +431,7 @@ impl Lazy {
             Found::Absent => return Ok(self.fresh(None)),
         };
         let record = shared.store.load(&id).await.inspect_err(|_error| {
-            event!(error, error = %_error, "failed to load the session");
+            event!(error, error = %crate::trace::Chain(_error), "failed to load the session");
         })?;
         let now = shared.now();
         match record {
@@ -443,6 +459,7 @@ impl Lazy {
             destroyed: None,
             presented,
             remove_cookie: false,
+            default_persistent: self.shared.lifetime.persistent,
         })
     }
 
@@ -464,6 +481,7 @@ impl Lazy {
             destroyed: None,
             presented: Some(verified),
             remove_cookie: false,
+            default_persistent: self.shared.lifetime.persistent,
         }))
     }
 }

@@ -14,7 +14,7 @@ macro_rules! event {
 pub(crate) use event;
 
 #[cfg(feature = "tracing")]
-pub(crate) use self::fingerprint::Fingerprint;
+pub(crate) use self::fingerprint::{Chain, Fingerprint};
 
 #[cfg(feature = "tracing")]
 mod fingerprint {
@@ -38,6 +38,22 @@ mod fingerprint {
             let _ = getrandom::fill(&mut salt);
             salt
         })
+    }
+
+    /// Displays an error followed by its sources, so a log line says why a
+    /// store failed, not only that it did.
+    pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+    impl fmt::Display for Chain<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "{}", self.0)?;
+            let mut source = self.0.source();
+            while let Some(error) = source {
+                write!(f, ": {error}")?;
+                source = error.source();
+            }
+            Ok(())
+        }
     }
 
     impl fmt::Display for Fingerprint<'_> {

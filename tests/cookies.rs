@@ -188,6 +188,10 @@ async fn invalid_configurations_fail_at_build() {
             builder().idle_timeout(Duration::from_secs(401 * 86_400)),
         ),
         ("refresh share 1.5", builder().refresh_after(1.5)),
+        (
+            "refresh share 1.0 (never refreshes)",
+            builder().refresh_after(1.0),
+        ),
         ("negative refresh share", builder().refresh_after(-0.1)),
         ("NaN refresh share", builder().refresh_after(f64::NAN)),
         ("zero save attempts", builder().max_save_attempts(0)),
@@ -215,7 +219,7 @@ async fn invalid_configurations_fail_at_build() {
         builder().same_site(SameSite::None),
         builder().cookie_name("__Secure-id"),
         builder().refresh_after(0.0),
-        builder().refresh_after(1.0),
+        builder().refresh_after(0.99),
         builder().path("/app").domain("example.com"),
     ] {
         let _layer = builder.build().expect("a valid configuration");

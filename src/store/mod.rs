@@ -136,11 +136,15 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Moves a session to a new id: stores `record` under its (new) id and
     /// deletes `old`, but only if `old` still has `expected_version`.
     ///
-    /// The provided implementation is not atomic: it checks the old version,
-    /// creates the new record, then deletes the old one. It never deletes
-    /// first, so a failure leaves the session reachable under one of its ids.
-    /// A write to the old id that lands between the check and the delete is
-    /// lost. Stores that can do better (a transaction, a script) override it.
+    /// The provided implementation uses only the other four methods, so it is
+    /// not atomic. It checks the old version, creates the new record, checks
+    /// the old version again (and, if a write or a delete got there first,
+    /// deletes the new record and answers `Stale`), then deletes the old
+    /// record. It never deletes first, so a failure leaves the session
+    /// reachable under one of its ids. What it cannot rule out is a write to
+    /// the old id that lands in the one round trip between the second check
+    /// and the delete: that write is lost. Stores that can do better (a
+    /// transaction, a script) override it.
     ///
     /// # Errors
     ///
@@ -157,6 +161,15 @@ pub trait SessionStore: Send + Sync + 'static {
         }
         if self.create(record).await? == Created::IdTaken {
             return Ok(Rotated::IdTaken);
+        }
+        // A write or a logout that reached the old id meanwhile wins: undo the
+        // copy, and let the layer reload (and re-apply, or give up).
+        match self.load(old).await? {
+            Some(current) if current.version == expected_version => {}
+            _ => {
+                self.delete(&record.id).await?;
+                return Ok(Rotated::Stale);
+            }
         }
         self.delete(old).await?;
         Ok(Rotated::Rotated)
