@@ -33,9 +33,10 @@ pub(crate) type Commit = Pin<Box<dyn Future<Output = Result<Option<CookieAction>
 
 /// What a finished request needs for its session.
 pub(crate) enum Finish {
-    /// The session was never loaded: nothing to do, not even `Vary`.
+    /// No load was tried: nothing to do, not even `Vary`.
     Untouched,
-    /// The session was read; at most a cookie header is needed.
+    /// The session was read (or its load failed); `Vary` and at most a
+    /// cookie header are needed.
     Ready(Option<CookieAction>),
     /// The store must be written.
     Save(Commit),
@@ -44,7 +45,13 @@ pub(crate) enum Finish {
 /// Decides what the request's session needs, taking its pending changes.
 pub(crate) fn finish(lazy: &LazySession, status: StatusCode) -> Finish {
     let Some(session) = lazy.loaded() else {
-        return Finish::Untouched;
+        // A failed load leaves the cookie alone, but the answer still
+        // depended on it.
+        return if lazy.attempted() {
+            Finish::Ready(None)
+        } else {
+            Finish::Untouched
+        };
     };
     let shared = Arc::clone(lazy.shared());
     let now = shared.now();

@@ -36,6 +36,10 @@ impl Default for CookieConfig {
     }
 }
 
+/// The most bytes a browser keeps for a cookie's name and value together
+/// (RFC 6265bis §5.6).
+const MAX_NAME_AND_VALUE: usize = 4096;
+
 /// What the response does with the session cookie.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum CookieAction {
@@ -54,6 +58,10 @@ impl CookieConfig {
         let fail = |message| Err(Error::message(ErrorKind::Config, message));
         if self.name.is_empty() || !self.name.bytes().all(is_token_byte) {
             return fail("the cookie name must be a non-empty RFC 6265 token");
+        }
+        // Browsers refuse a cookie whose name and value exceed 4096 bytes.
+        if self.name.len() + 1 + crate::codec::VALUE_LEN > MAX_NAME_AND_VALUE {
+            return fail("the cookie name is too long: name and value must fit in 4096 bytes");
         }
         if !self.path.starts_with('/') || !self.path.bytes().all(is_attribute_byte) {
             return fail(
@@ -170,6 +178,7 @@ fn is_attribute_byte(byte: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::VALUE_LEN;
 
     fn rendered(config: &CookieConfig, action: &CookieAction) -> String {
         let value = config.render(action).expect("valid config renders");
@@ -213,6 +222,15 @@ mod tests {
     }
 
     #[test]
+    fn the_longest_accepted_name_fills_4096_bytes() {
+        let config = CookieConfig {
+            name: "n".repeat(4096 - 1 - VALUE_LEN),
+            ..CookieConfig::default()
+        };
+        config.validate().expect("name, `=` and value fit in 4096 bytes");
+    }
+
+    #[test]
     fn prefixes_and_same_site_none_are_enforced() {
         let invalid = [
             CookieConfig {
@@ -252,6 +270,10 @@ mod tests {
             },
             CookieConfig {
                 name: "bad name".into(),
+                ..CookieConfig::default()
+            },
+            CookieConfig {
+                name: "n".repeat(4096 - VALUE_LEN),
                 ..CookieConfig::default()
             },
             CookieConfig {

@@ -2,6 +2,7 @@
 //! changes, and the lazy load that fills it.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use http::{HeaderMap, HeaderValue, header::COOKIE};
@@ -361,6 +362,9 @@ struct Lazy {
     /// route that never touches the session pays for neither.
     cookies: Vec<HeaderValue>,
     session: OnceCell<Session>,
+    /// A load was tried, even if it failed: the response depends on the
+    /// cookie either way.
+    attempted: AtomicBool,
 }
 
 impl LazySession {
@@ -370,6 +374,7 @@ impl LazySession {
                 shared,
                 cookies: headers.get_all(COOKIE).iter().cloned().collect(),
                 session: OnceCell::new(),
+                attempted: AtomicBool::new(false),
             }),
         }
     }
@@ -388,11 +393,17 @@ impl LazySession {
     /// stored record is corrupt. The layer then sends no cookie, so the
     /// browser keeps the one it has.
     pub async fn load(&self) -> Result<Session, Error> {
+        self.inner.attempted.store(true, Ordering::Relaxed);
         self.inner
             .session
             .get_or_try_init(|| in_span!("session.load", self.inner.load()))
             .await
             .cloned()
+    }
+
+    /// Returns whether the request tried to load the session.
+    pub(crate) fn attempted(&self) -> bool {
+        self.inner.attempted.load(Ordering::Relaxed)
     }
 
     /// Returns the session if it was loaded during this request.

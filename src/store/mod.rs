@@ -162,17 +162,28 @@ pub trait SessionStore: Send + Sync + 'static {
         if self.create(record).await? == Created::IdTaken {
             return Ok(Rotated::IdTaken);
         }
-        // A write or a logout that reached the old id meanwhile wins: undo the
-        // copy, and let the layer reload (and re-apply, or give up).
-        match self.load(old).await? {
-            Some(current) if current.version == expected_version => {}
-            _ => {
-                self.delete(&record.id).await?;
-                return Ok(Rotated::Stale);
+        // From here on the new record exists, but its id reaches the client
+        // only on success: every other way out removes it again.
+        let finish = async {
+            // A write or a logout that reached the old id meanwhile wins: undo
+            // the copy, and let the layer reload (and re-apply, or give up).
+            match self.load(old).await? {
+                Some(current) if current.version == expected_version => {}
+                _ => return Ok(Rotated::Stale),
+            }
+            self.delete(old).await?;
+            Ok(Rotated::Rotated)
+        };
+        let outcome = finish.await;
+        if !matches!(outcome, Ok(Rotated::Rotated)) {
+            // On an error this is best effort: the error that matters is the
+            // one already in hand.
+            let undo = self.delete(&record.id).await;
+            if matches!(outcome, Ok(Rotated::Stale)) {
+                undo?;
             }
         }
-        self.delete(old).await?;
-        Ok(Rotated::Rotated)
+        outcome
     }
 }
 
