@@ -227,7 +227,9 @@ mod tests {
             name: "n".repeat(4096 - 1 - VALUE_LEN),
             ..CookieConfig::default()
         };
-        config.validate().expect("name, `=` and value fit in 4096 bytes");
+        config
+            .validate()
+            .expect("name, `=` and value fit in 4096 bytes");
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub enum ErrorKind {
     Key,
     /// The session store failed: I/O, a lost connection, a backend error.
     Store,
+    /// A store call did not finish within the store's configured timeout.
+    Timeout,
     /// The store is full and refused to hold another session.
     Capacity,
     /// A value could not be serialized into the session.
@@ -78,6 +80,7 @@ impl ErrorKind {
             Self::Config => "invalid session layer configuration",
             Self::Key => "invalid session key",
             Self::Store => "session store error",
+            Self::Timeout => "session store call timed out",
             Self::Capacity => "session store is full",
             Self::Serialize => "failed to serialize a session value",
             Self::Deserialize => "failed to deserialize session data",

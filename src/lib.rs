@@ -53,6 +53,9 @@
 //! |---|---|---|
 //! | `memory-store` | yes | [`MemoryStore`]: sharded, bounded, evicts expired sessions without scanning |
 //! | `axum` | yes | the [`Session`] and [`LazySession`] extractors, [`SessionRejection`], `IntoResponse` for [`Error`] |
+//! | `redis-store` | no | [`RedisStore`]: sessions shared by every instance of an app, on Redis or Redis Cluster, expired by Redis itself; re-exports the [`redis`] client crate |
+//! | `postgres-store` | no | [`PostgresStore`]: sessions in a PostgreSQL table (via `sqlx`), shared by every instance of an app; [`CleanupHandle`] for the expiry task |
+//! | `sqlite-store` | no | [`SqliteStore`]: sessions in an SQLite file that survives restarts, or in memory (via `sqlx`, SQLite bundled) |
 //! | `tracing` | no | spans around load and save; events for tampered cookies, unknown ids, conflicts and store errors |
 //! | `conformance` | no | `store::conformance`, the test suite every [`SessionStore`] must pass |
 //!
@@ -123,6 +126,11 @@ mod error;
 #[cfg(feature = "axum")]
 mod extract;
 mod future;
+// The fuzz target's and the property tests' way in; not a public API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
 mod id;
 mod key;
 mod layer;
@@ -143,10 +151,22 @@ pub use layer::{
     DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SAVE_ATTEMPTS,
     DEFAULT_REFRESH_AFTER, MAX_TIMEOUT, SessionLayer, SessionLayerBuilder,
 };
+/// The Redis client crate that [`RedisStore`] is built on, re-exported so
+/// that connections you configure yourself have matching types.
+#[cfg(feature = "redis-store")]
+pub use redis;
 pub use service::SessionService;
 pub use session::{LazySession, Session};
 #[cfg(feature = "memory-store")]
 pub use store::memory::MemoryStore;
+#[cfg(feature = "postgres-store")]
+pub use store::postgres::PostgresStore;
+#[cfg(feature = "redis-store")]
+pub use store::redis::RedisStore;
+#[cfg(any(feature = "postgres-store", feature = "sqlite-store"))]
+pub use store::sql::CleanupHandle;
+#[cfg(feature = "sqlite-store")]
+pub use store::sqlite::SqliteStore;
 pub use store::{Created, Record, Rotated, SessionStore, Updated};
 
 /// Compiles the README's code blocks, so its quick start cannot rot.

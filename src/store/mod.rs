@@ -19,6 +19,14 @@ use crate::id::Id;
 pub mod conformance;
 #[cfg(feature = "memory-store")]
 pub(crate) mod memory;
+#[cfg(feature = "postgres-store")]
+pub(crate) mod postgres;
+#[cfg(feature = "redis-store")]
+pub(crate) mod redis;
+#[cfg(any(feature = "postgres-store", feature = "sqlite-store"))]
+pub(crate) mod sql;
+#[cfg(feature = "sqlite-store")]
+pub(crate) mod sqlite;
 
 /// One stored session.
 #[derive(Clone, PartialEq, Eq)]

@@ -1,0 +1,449 @@
+//! The demo's web application: its routes, its pages, and the session layer
+//! it runs behind.
+//!
+//! Plain server-rendered HTML and forms, no JavaScript. Every page counts a
+//! visit ([`Session::update`]), shows and consumes the flash message left by
+//! the last action ([`Session::take`]), and the nav bar shows the cart, so
+//! the pages prove that the browser keeps sending the cookie. Every `POST`
+//! answers `303 See Other` back to a page.
+//!
+//! `main.rs` serves this app; the browser tests (`tests/browser.rs`) include
+//! this file and serve it in-process.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Form;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use session_layer::{Error, Key, Session, SessionLayer, SessionStore};
+
+/// A session ends after this long without a request; a "remember me" cookie
+/// lasts this long after the last request that refreshed it.
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A session ends this long after it was created, however active it is.
+pub(crate) const ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// The longest name accepted at sign-in, in characters.
+const MAX_NAME_CHARS: usize = 40;
+
+/// The most units of one product a cart holds.
+const MAX_QUANTITY: u32 = 99;
+
+/// Session keys.
+const USER: &str = "user";
+const VISITS: &str = "visits";
+const CART: &str = "cart";
+const FLASH: &str = "flash";
+
+/// The cart: product id to quantity.
+type Cart = BTreeMap<String, u32>;
+
+/// One product of the fixed catalogue.
+struct Product {
+    id: &'static str,
+    name: &'static str,
+    /// In euro cents.
+    price: u32,
+}
+
+const CATALOGUE: [Product; 4] = [
+    Product {
+        id: "tea",
+        name: "Green tea",
+        price: 450,
+    },
+    Product {
+        id: "mug",
+        name: "Enamel mug",
+        price: 1200,
+    },
+    Product {
+        id: "biscuits",
+        name: "Oat biscuits",
+        price: 325,
+    },
+    Product {
+        id: "kettle",
+        name: "Stovetop kettle",
+        price: 3900,
+    },
+];
+
+fn product(id: &str) -> Option<&'static Product> {
+    CATALOGUE.iter().find(|product| product.id == id)
+}
+
+/// A message shown once, on the next page the browser loads.
+#[derive(Serialize, Deserialize)]
+struct Flash {
+    error: bool,
+    text: String,
+}
+
+fn flash(session: &Session, text: impl Into<String>) -> Result<(), Error> {
+    let text = text.into();
+    session.insert(FLASH, Flash { error: false, text })
+}
+
+fn flash_error(session: &Session, text: impl Into<String>) -> Result<(), Error> {
+    let text = text.into();
+    session.insert(FLASH, Flash { error: true, text })
+}
+
+/// Returns the demo app behind a session layer on `store`, signed with `key`.
+///
+/// The cookie keeps the crate's defaults (`id`, `HttpOnly`, `Secure`,
+/// `SameSite=Lax`, `Path=/`, a browser-session cookie); "remember me" makes
+/// it persistent for [`IDLE_TIMEOUT`].
+///
+/// # Errors
+///
+/// Fails if the layer's configuration is refused (it is not: the timeouts
+/// are valid).
+pub(crate) fn app(store: impl SessionStore, key: Key) -> Result<Router, Error> {
+    let layer = SessionLayer::builder(store, key)
+        .idle_timeout(IDLE_TIMEOUT)
+        .absolute_timeout(ABSOLUTE_TIMEOUT)
+        .build()?;
+    Ok(Router::new()
+        .route("/", get(home))
+        .route("/shop", get(shop))
+        .route("/cart", get(cart))
+        .route("/login", post(sign_in))
+        .route("/logout", post(sign_out))
+        .route("/cart/add", post(add_to_cart))
+        .route("/cart/remove", post(remove_from_cart))
+        .route("/cart/clear", post(clear_cart))
+        .fallback(not_found)
+        .layer(layer))
+}
+
+// ---------------------------------------------------------------------------
+// Pages
+
+/// What every page shows about the session, read once per request.
+struct Chrome {
+    user: Option<String>,
+    visits: u64,
+    cart_items: u32,
+    persistent: bool,
+    flash: Option<Flash>,
+}
+
+impl Chrome {
+    /// Counts this page view and takes the flash message.
+    fn load(session: &Session) -> Result<Self, Error> {
+        let visits = session.update(VISITS, |visits: Option<u64>| {
+            visits.unwrap_or(0).saturating_add(1)
+        })?;
+        Ok(Self {
+            user: session.get(USER)?,
+            visits,
+            cart_items: session
+                .get::<Cart>(CART)?
+                .unwrap_or_default()
+                .values()
+                .sum(),
+            persistent: session.is_persistent(),
+            flash: session.take(FLASH)?,
+        })
+    }
+
+    fn render(&self, title: &str, page: &str, main: &str) -> Html<String> {
+        let user = match &self.user {
+            Some(name) => format!("Signed in as <b id=user>{}</b>", escape(name)),
+            None => "Not signed in".to_owned(),
+        };
+        let flash = match &self.flash {
+            Some(flash) => format!(
+                "<p id=flash class=\"flash{}\" role=status>{}</p>",
+                if flash.error { " error" } else { "" },
+                escape(&flash.text)
+            ),
+            None => String::new(),
+        };
+        let cookie = if self.persistent {
+            "persistent (remember me)"
+        } else {
+            "browser session"
+        };
+        Html(format!(
+            "<!doctype html>
+<html lang=en>
+<head>
+<meta charset=utf-8>
+<meta name=viewport content=\"width=device-width, initial-scale=1\">
+<title>{title} · session-layer demo</title>
+<style>{STYLE}</style>
+</head>
+<body data-page={page}>
+<header>
+<nav><a href=/>Home</a> <a href=/shop>Shop</a> <a href=/cart id=cart-link>Cart (<span id=cart-count>{cart_items}</span>)</a></nav>
+<span id=status>{user}</span>
+</header>
+<main>
+{flash}
+<h1>{title}</h1>
+{main}
+</main>
+<footer>Pages viewed in this session: <b id=visits>{visits}</b> · cookie: <span id=cookie-kind>{cookie}</span></footer>
+</body>
+</html>
+",
+            cart_items = self.cart_items,
+            visits = self.visits,
+        ))
+    }
+}
+
+const STYLE: &str = "
+body{font:16px/1.5 system-ui,sans-serif;max-width:44rem;margin:0 auto;padding:0 1rem;color:#222}
+header{display:flex;justify-content:space-between;align-items:center;padding:.8rem 0;border-bottom:1px solid #ddd}
+nav a{margin-right:1rem}
+main{padding:.5rem 0 1rem}
+footer{border-top:1px solid #ddd;padding:.6rem 0;color:#555;font-size:.9rem}
+.flash{background:#e7f5e9;border:1px solid #9ccfa6;padding:.5rem .8rem;border-radius:4px}
+.flash.error{background:#fdecea;border-color:#f2a39b}
+table{border-collapse:collapse;width:100%}
+td,th{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #eee}
+td.num,th.num{text-align:right}
+form.inline{display:inline;margin:0}
+fieldset{border:1px solid #ddd;border-radius:4px}
+button{cursor:pointer}
+";
+
+async fn home(session: Session) -> Result<Html<String>, Error> {
+    let chrome = Chrome::load(&session)?;
+    let account = match &chrome.user {
+        Some(name) => format!(
+            "<p>Welcome back, {}. Your cart and your visit count came with you: \
+             signing in gave the session a new id (<code>Session::cycle_id</code>) \
+             and kept its data.</p>\
+             <form method=post action=/logout id=logout-form>\
+             <button id=logout>Sign out</button></form>\
+             <p>Signing out deletes the session (<code>Session::destroy</code>); \
+             the message you will see lives in a new one.</p>",
+            escape(name)
+        ),
+        None => format!(
+            "<form method=post action=/login id=login-form><fieldset>\
+             <legend>Sign in</legend>\
+             <p><label>Name <input id=name name=name required maxlength={MAX_NAME_CHARS} \
+             autocomplete=username></label></p>\
+             <p><label><input type=checkbox id=remember name=remember value=on> \
+             Remember me: keep the cookie when the browser closes</label></p>\
+             <p><button id=login>Sign in</button></p>\
+             <p><small>Any name will do: this demo has no passwords.</small></p>\
+             </fieldset></form>"
+        ),
+    };
+    let main = format!(
+        "<p>This app keeps everything in a server-side session, found through \
+         one signed cookie. Browse the <a href=/shop>shop</a>, fill the \
+         <a href=/cart>cart</a>, sign in and out, and watch the visit count.</p>\
+         {account}"
+    );
+    Ok(chrome.render("Home", "home", &main))
+}
+
+async fn shop(session: Session) -> Result<Html<String>, Error> {
+    let chrome = Chrome::load(&session)?;
+    let mut rows = String::new();
+    for product in &CATALOGUE {
+        let _ = write!(
+            rows,
+            "<tr data-item={id}><td>{name}</td><td class=num>{price}</td><td>\
+             <form method=post action=/cart/add class=inline>\
+             <input type=hidden name=item value={id}>\
+             <button id=add-{id}>Add to cart</button></form></td></tr>",
+            id = product.id,
+            name = product.name,
+            price = euros(product.price),
+        );
+    }
+    let main = format!(
+        "<table id=catalogue><tr><th>Product</th><th class=num>Price</th><th></th></tr>\
+         {rows}</table>"
+    );
+    Ok(chrome.render("Shop", "shop", &main))
+}
+
+async fn cart(session: Session) -> Result<Html<String>, Error> {
+    let chrome = Chrome::load(&session)?;
+    let cart = session.get::<Cart>(CART)?.unwrap_or_default();
+    let mut rows = String::new();
+    let mut total: u64 = 0;
+    // Products that left the catalogue since they were added are skipped.
+    let lines = cart
+        .iter()
+        .filter_map(|(id, &quantity)| Some((product(id)?, quantity)));
+    for (item, quantity) in lines {
+        let subtotal = u64::from(item.price) * u64::from(quantity);
+        total += subtotal;
+        let _ = write!(
+            rows,
+            "<tr data-item={id}><td>{name}</td><td class=\"num qty\">{quantity}</td>\
+             <td class=num>{subtotal}</td><td>\
+             <form method=post action=/cart/remove class=inline>\
+             <input type=hidden name=item value={id}>\
+             <button id=remove-{id}>Remove one</button></form></td></tr>",
+            id = item.id,
+            name = item.name,
+            subtotal = euros(subtotal),
+        );
+    }
+    let main = if rows.is_empty() {
+        "<p id=cart-empty>Your cart is empty. <a href=/shop>Go shopping</a>.</p>".to_owned()
+    } else {
+        format!(
+            "<table id=cart><tr><th>Product</th><th class=num>Quantity</th>\
+             <th class=num>Subtotal</th><th></th></tr>{rows}\
+             <tr><th>Total</th><th></th><th class=num id=total>{total}</th><th></th></tr>\
+             </table>\
+             <form method=post action=/cart/clear><p><button id=clear>Empty the cart</button></p></form>",
+            total = euros(total),
+        )
+    };
+    Ok(chrome.render("Cart", "cart", &main))
+}
+
+async fn not_found() -> impl IntoResponse {
+    // No session here: a page that does not extract it costs no store call.
+    (
+        StatusCode::NOT_FOUND,
+        Html(
+            "<!doctype html><title>Not found · session-layer demo</title>\
+              <h1>Not found</h1><p><a href=/>Back to the demo</a></p>",
+        ),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Actions: each one changes the session, leaves a flash message, and answers
+// `303 See Other` back to a page.
+
+#[derive(Deserialize)]
+struct SignIn {
+    name: String,
+    /// Present (as `on`) when the box is ticked.
+    remember: Option<String>,
+}
+
+async fn sign_in(session: Session, Form(form): Form<SignIn>) -> Result<Redirect, Error> {
+    let name = form.name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        flash_error(
+            &session,
+            format!("Please enter a name of 1 to {MAX_NAME_CHARS} characters."),
+        )?;
+        return Ok(Redirect::to("/"));
+    }
+    // A real application checks a password here. Then: a new id for the new
+    // privileges, so an id planted before sign-in is worthless after it.
+    session.cycle_id();
+    session.set_persistent(form.remember.is_some());
+    session.insert(USER, name)?;
+    flash(&session, format!("Signed in as {name}."))?;
+    Ok(Redirect::to("/"))
+}
+
+async fn sign_out(session: Session) -> Result<Redirect, Error> {
+    session.destroy();
+    // Inserting after `destroy` starts a new session, just for the message;
+    // like any new session, its cookie ends with the browser, even if the
+    // one signed out was remembered.
+    flash(&session, "You have signed out.")?;
+    Ok(Redirect::to("/"))
+}
+
+#[derive(Deserialize)]
+struct Item {
+    item: String,
+}
+
+async fn add_to_cart(session: Session, Form(form): Form<Item>) -> Result<Redirect, Error> {
+    let Some(product) = product(&form.item) else {
+        flash_error(&session, "There is no such product.")?;
+        return Ok(Redirect::to("/shop"));
+    };
+    let cart = session.get::<Cart>(CART)?.unwrap_or_default();
+    if cart.get(product.id).is_some_and(|&n| n >= MAX_QUANTITY) {
+        flash_error(
+            &session,
+            format!("You can have at most {MAX_QUANTITY} of one product."),
+        )?;
+        return Ok(Redirect::to("/shop"));
+    }
+    // `update` re-runs on a concurrent save, so two tabs adding at once both
+    // count.
+    let id = product.id;
+    session.update(CART, move |cart: Option<Cart>| {
+        let mut cart = cart.unwrap_or_default();
+        let quantity = cart.entry(id.to_owned()).or_insert(0);
+        *quantity = quantity.saturating_add(1).min(MAX_QUANTITY);
+        cart
+    })?;
+    flash(&session, format!("Added {} to your cart.", product.name))?;
+    Ok(Redirect::to("/shop"))
+}
+
+async fn remove_from_cart(session: Session, Form(form): Form<Item>) -> Result<Redirect, Error> {
+    let cart = session.get::<Cart>(CART)?.unwrap_or_default();
+    let Some(product) = product(&form.item).filter(|product| cart.contains_key(product.id)) else {
+        flash_error(&session, "That product is not in your cart.")?;
+        return Ok(Redirect::to("/cart"));
+    };
+    let id = product.id;
+    session.update(CART, move |cart: Option<Cart>| {
+        let mut cart = cart.unwrap_or_default();
+        if let Some(quantity) = cart.get_mut(id) {
+            *quantity = quantity.saturating_sub(1);
+            if *quantity == 0 {
+                cart.remove(id);
+            }
+        }
+        cart
+    })?;
+    flash(
+        &session,
+        format!("Removed one {} from your cart.", product.name),
+    )?;
+    Ok(Redirect::to("/cart"))
+}
+
+async fn clear_cart(session: Session) -> Result<Redirect, Error> {
+    session.remove(CART);
+    flash(&session, "Your cart is empty now.")?;
+    Ok(Redirect::to("/cart"))
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+/// Formats euro cents as `€4.50`.
+fn euros(cents: impl Into<u64>) -> String {
+    let cents = cents.into();
+    format!("&euro;{}.{:02}", cents / 100, cents % 100)
+}
+
+/// Escapes text for HTML content and quoted attribute values.
+fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
