@@ -1,0 +1,595 @@
+//! The load-benchmark harness: starts one server per subject on loopback,
+//! drives it with `wrk`, and prints one table (requests/s, p50/p99 latency,
+//! ratio to bare axum), then the scaling runs (live sessions, data size).
+//!
+//! Run with: `bench/run` (which builds this package in release mode first).
+//!
+//! Settings, from the environment:
+//!
+//! - `BENCH_RUNS` (3) and `BENCH_SECS` (5): runs per case and seconds per run;
+//!   a case reports the median run. The issue's protocol is 5 runs of 10 s.
+//! - `BENCH_WARMUP_SECS` (1): an uncounted wrk run before each case.
+//! - `BENCH_CONNECTIONS` (64) and `BENCH_THREADS` (1 when pinned, else 2):
+//!   wrk's `-c` and `-t`.
+//! - `BENCH_PIN` (1 on 2 CPUs or more): the server runs on CPU 0 with one
+//!   tokio worker, wrk and redis-server on CPU 1 (`taskset`), so the server's
+//!   per-request cost, not the two sharing cores, sets the rate.
+//! - `BENCH_SCALE_RUNS` (1) and `BENCH_SCALE_SECS` (3): the same for scaling.
+//! - `BENCH_SCALE_SESSIONS` (`10000,100000,1000000`) and `BENCH_SCALE_BYTES`
+//!   (`100,4096,65536`); `BENCH_SKIP_SCALING=1` skips the scaling part.
+//!
+//! Results are also written to `bench/results/` (`table.md`, `scaling.csv`),
+//! and `bench/plot.py` draws `bench/plots/*.png` from them when python3 has
+//! matplotlib.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The number of pre-made sessions the cookie cases rotate over.
+const COOKIES: usize = 64;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+fn env_list(name: &str, default: &str) -> Vec<usize> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.to_owned())
+        .split(',')
+        .filter_map(|item| item.trim().parse().ok())
+        .collect()
+}
+
+/// The CPU the server runs on, and the one wrk (and redis-server) run on,
+/// when pinning is on.
+const SERVER_CPU: usize = 0;
+const CLIENT_CPU: usize = 1;
+
+/// Whether to pin: `BENCH_PIN` (1 where there are 2 CPUs or more).
+fn pin() -> bool {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    env_or("BENCH_PIN", usize::from(cpus >= 2)) == 1
+}
+
+/// Returns a command for `program`, pinned to `cpu` with `taskset` when
+/// pinning is on.
+fn pinned(cpu: usize, program: &Path) -> Command {
+    if pin() {
+        let mut command = Command::new("taskset");
+        command.arg("-c").arg(cpu.to_string()).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A running server, killed on drop.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    rss_before_kb: u64,
+    rss_after_kb: u64,
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    fn start(subject: &str, env: &[(&str, String)]) -> Self {
+        let binary = std::env::current_exe()
+            .expect("the harness knows its path")
+            .with_file_name("server");
+        let mut command = pinned(SERVER_CPU, &binary);
+        command.arg(subject).stdout(Stdio::piped());
+        if pin() {
+            command.env("TOKIO_WORKER_THREADS", "1");
+        }
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {}: {error}", binary.display()));
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let (mut before, mut after) = (0, 0);
+        loop {
+            let mut line = String::new();
+            if stdout.read_line(&mut line).expect("server output") == 0 {
+                panic!("server {subject} exited before listening");
+            }
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("rss_before"), Some(kb)) => before = kb.parse().unwrap_or(0),
+                (Some("rss_after"), Some(kb)) => after = kb.parse().unwrap_or(0),
+                (Some("listening"), Some(addr)) => {
+                    return Self {
+                        child,
+                        addr: addr.parse().expect("a socket address"),
+                        rss_before_kb: before,
+                        rss_after_kb: after,
+                        _stdout: stdout,
+                    };
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Returns the server's peak resident set so far, in kB.
+    fn peak_rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Makes `COOKIES` sessions through `/init` and returns their cookies.
+    fn cookies(&self, pad: usize) -> Vec<String> {
+        (0..COOKIES)
+            .map(|i| {
+                let response = http_get(self.addr, &format!("/init?pad={pad}"));
+                response
+                    .lines()
+                    .find_map(|line| {
+                        let (name, value) = line.split_once(':')?;
+                        name.eq_ignore_ascii_case("set-cookie").then(|| {
+                            value
+                                .trim()
+                                .split(';')
+                                .next()
+                                .unwrap_or_default()
+                                .to_owned()
+                        })
+                    })
+                    // Bare axum sets no cookie; it gets a cookie of the same
+                    // size, so every subject parses the same request.
+                    .unwrap_or_else(|| format!("id={i:064}"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One plain HTTP/1.1 GET; returns the response head and body.
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("the server accepts");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("the request is sent");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("a response");
+    response
+}
+
+/// A `redis-server` on a free loopback port, without persistence.
+struct Redis {
+    child: Child,
+    port: u16,
+    _dir: TempDir,
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Redis {
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let dir = std::env::temp_dir().join(format!("session-layer-bench-redis-{port}"));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let child = pinned(CLIENT_CPU, Path::new("redis-server"))
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (apt-get install redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+                let mut reply = [0_u8; 7];
+                if stream.write_all(b"PING\r\n").is_ok()
+                    && stream.read_exact(&mut reply).is_ok()
+                    && &reply == b"+PONG\r\n"
+                {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            port,
+            _dir: TempDir(dir),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One wrk run's numbers.
+#[derive(Clone, Copy, Default)]
+struct Run {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+/// Parses `12.34us`, `1.2ms` or `1.00s` into milliseconds.
+fn millis(text: &str) -> f64 {
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => number / 1000.0,
+        "ms" => number,
+        "s" => number * 1000.0,
+        "m" => number * 60_000.0,
+        _ => f64::NAN,
+    }
+}
+
+fn parse_wrk(output: &str) -> Run {
+    let mut run = Run::default();
+    for line in output.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests/sec:", rps] => run.rps = rps.parse().unwrap_or(0.0),
+            ["50%", latency] => run.p50_ms = millis(latency),
+            ["99%", latency] => run.p99_ms = millis(latency),
+            ["Non-2xx", "or", "3xx", "responses:", count] => {
+                run.errors += count.parse::<u64>().unwrap_or(0);
+            }
+            ["Socket", "errors:", rest @ ..] => {
+                run.errors += rest
+                    .iter()
+                    .filter_map(|word| word.trim_end_matches(',').parse::<u64>().ok())
+                    .sum::<u64>();
+            }
+            _ => {}
+        }
+    }
+    run
+}
+
+/// Writes a wrk script that sends the cookies round-robin, each wrk thread
+/// over its own share of them, so that in-flight requests use distinct
+/// sessions.
+fn cookie_script(dir: &Path, cookies: &[String]) -> PathBuf {
+    let mut lua = String::from("local cookies = {\n");
+    for cookie in cookies {
+        let _ = writeln!(lua, "  {cookie:?},");
+    }
+    lua.push_str(
+        r#"}
+local threads = 0
+function setup(thread)
+  thread:set("tid", threads)
+  threads = threads + 1
+end
+local requests = {}
+local i = 0
+-- The requests are formatted once per thread, so that wrk's Lua costs a
+-- table look-up per request.
+function init(args)
+  local per = math.floor(#cookies / nthreads)
+  for j = 1, per do
+    local cookie = cookies[(tid * per + j - 1) % #cookies + 1]
+    requests[j] = wrk.format("GET", wrk.path, { Cookie = cookie })
+  end
+end
+function request()
+  i = i % #requests + 1
+  return requests[i]
+end
+"#,
+    );
+    let path = dir.join(format!("cookies-{}.lua", std::process::id()));
+    std::fs::write(&path, lua).expect("the script is written");
+    path
+}
+
+struct Settings {
+    connections: usize,
+    threads: usize,
+}
+
+fn wrk(settings: &Settings, url: &str, secs: usize, script: Option<&Path>) -> Run {
+    let mut command = pinned(CLIENT_CPU, Path::new("wrk"));
+    command
+        .arg(format!("-t{}", settings.threads))
+        .arg(format!("-c{}", settings.connections))
+        .arg(format!("-d{secs}s"))
+        .arg("--latency");
+    if let Some(script) = script {
+        // `nthreads` is read by the script; wrk passes no thread count itself.
+        let text = std::fs::read_to_string(script).expect("the script exists");
+        let patched = script.with_extension(format!("t{}.lua", settings.threads));
+        std::fs::write(&patched, format!("nthreads = {}\n{text}", settings.threads))
+            .expect("the script is written");
+        command.arg("-s").arg(&patched);
+    }
+    let output = command
+        .arg(url)
+        .output()
+        .expect("wrk is installed (apt-get install wrk)");
+    parse_wrk(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// Runs `runs` wrk runs and returns the one with the median requests/s.
+fn median(settings: &Settings, url: &str, runs: usize, secs: usize, script: Option<&Path>) -> Run {
+    // A warm-up run, not counted: connections, allocator, caches.
+    let warmup = env_or("BENCH_WARMUP_SECS", 1);
+    if warmup > 0 {
+        wrk(settings, url, warmup, script);
+    }
+    let mut all: Vec<Run> = (0..runs.max(1))
+        .map(|_| wrk(settings, url, secs, script))
+        .collect();
+    all.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    all[all.len() / 2]
+}
+
+struct Case {
+    subject: &'static str,
+    label: &'static str,
+    path: &'static str,
+    cookies: bool,
+}
+
+fn main() {
+    let runs = env_or("BENCH_RUNS", 3);
+    let secs = env_or("BENCH_SECS", 5);
+    let settings = Settings {
+        connections: env_or("BENCH_CONNECTIONS", 64),
+        threads: env_or("BENCH_THREADS", if pin() { 1 } else { 2 }),
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let results = root.join("results");
+    std::fs::create_dir_all(&results).expect("bench/results");
+    let started = Instant::now();
+
+    println!(
+        "wrk -t{} -c{} --latency, {runs} x {secs} s per case (median run), {COOKIES} sessions per cookie case",
+        settings.threads, settings.connections
+    );
+    if pin() {
+        println!(
+            "pinned: server on CPU {SERVER_CPU} with 1 tokio worker; wrk and redis-server on CPU {CLIENT_CPU}"
+        );
+    }
+    let redis = Redis::start();
+    let redis_env = [("REDIS_URL", redis.url())];
+
+    let cases = [
+        Case {
+            subject: "bare",
+            label: "bare axum, atomic counter (the limit)",
+            path: "/write",
+            cookies: true,
+        },
+        Case {
+            subject: "sl-memory",
+            label: "untouched route (cookie sent, not extracted)",
+            path: "/untouched",
+            cookies: true,
+        },
+        Case {
+            subject: "sl-memory",
+            label: "read-only",
+            path: "/read",
+            cookies: true,
+        },
+        Case {
+            subject: "sl-memory",
+            label: "read + write counter",
+            path: "/write",
+            cookies: true,
+        },
+        Case {
+            subject: "sl-memory",
+            label: "anonymous, nothing written",
+            path: "/read",
+            cookies: false,
+        },
+        Case {
+            subject: "sl-memory",
+            label: "anonymous, writes (new session each)",
+            path: "/write",
+            cookies: false,
+        },
+        Case {
+            subject: "ts-memory",
+            label: "untouched route (cookie sent, not extracted)",
+            path: "/untouched",
+            cookies: true,
+        },
+        Case {
+            subject: "ts-memory",
+            label: "read-only",
+            path: "/read",
+            cookies: true,
+        },
+        Case {
+            subject: "ts-memory",
+            label: "read + write counter",
+            path: "/write",
+            cookies: true,
+        },
+        Case {
+            subject: "ts-memory",
+            label: "anonymous, nothing written",
+            path: "/read",
+            cookies: false,
+        },
+        Case {
+            subject: "ts-memory",
+            label: "anonymous, writes (new session each)",
+            path: "/write",
+            cookies: false,
+        },
+        Case {
+            subject: "sl-redis",
+            label: "Redis: read + write counter",
+            path: "/write",
+            cookies: true,
+        },
+        Case {
+            subject: "ts-redis",
+            label: "Redis: read + write counter",
+            path: "/write",
+            cookies: true,
+        },
+    ];
+
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "| subject | case | requests/s | p50 ms | p99 ms | vs bare axum | errors |"
+    );
+    let _ = writeln!(table, "|---|---|---:|---:|---:|---:|---:|");
+    let mut bare_rps = f64::NAN;
+    for case in &cases {
+        let env: &[(&str, String)] = if case.subject.ends_with("redis") {
+            &redis_env
+        } else {
+            &[]
+        };
+        let server = Server::start(case.subject, env);
+        let script = case
+            .cookies
+            .then(|| cookie_script(&results, &server.cookies(0)));
+        let url = format!("http://{}{}", server.addr, case.path);
+        let run = median(&settings, &url, runs, secs, script.as_deref());
+        if case.subject == "bare" {
+            bare_rps = run.rps;
+        }
+        let subject = match case.subject {
+            "bare" => "axum 0.8",
+            "sl-memory" => "session-layer, MemoryStore",
+            "ts-memory" => "tower-sessions 0.15, MemoryStore",
+            "sl-redis" => "session-layer, RedisStore",
+            _ => "tower-sessions 0.14, RedisStore 0.16",
+        };
+        let row = format!(
+            "| {subject} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
+            case.label,
+            run.rps,
+            run.p50_ms,
+            run.p99_ms,
+            run.rps / bare_rps,
+            run.errors
+        );
+        println!("{row}");
+        let _ = writeln!(table, "{row}");
+    }
+    drop(redis);
+    std::fs::write(results.join("table.md"), &table).expect("table.md");
+    println!("\n{table}");
+
+    if std::env::var("BENCH_SKIP_SCALING").is_ok_and(|value| value == "1") {
+        println!(
+            "scaling skipped; total {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+        return;
+    }
+    scaling(&settings, &results);
+    println!("total {:.0} s", started.elapsed().as_secs_f64());
+}
+
+/// Requests/s and memory as live sessions and session data grow, on the
+/// session-layer memory store, read + write counter.
+fn scaling(settings: &Settings, results: &Path) {
+    let runs = env_or("BENCH_SCALE_RUNS", 1);
+    let secs = env_or("BENCH_SCALE_SECS", 3);
+    let mut csv = String::from(
+        "axis,value,requests_per_s,p50_ms,p99_ms,prefilled,record_bytes,rss_before_kb,rss_after_fill_kb,peak_rss_kb,bytes_per_session\n",
+    );
+    println!("\nscaling, session-layer MemoryStore, read + write counter, {runs} x {secs} s");
+    println!(
+        "| axis | value | requests/s | p99 ms | peak RSS MiB | bytes/session (record bytes) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let mut points: Vec<(&str, usize, usize, usize)> = Vec::new();
+    for count in env_list("BENCH_SCALE_SESSIONS", "10000,100000,1000000") {
+        // Small sessions: a counter and an empty padding string.
+        points.push(("sessions", count, count, 0));
+    }
+    for bytes in env_list("BENCH_SCALE_BYTES", "100,4096,65536") {
+        // 1000 stored sessions of this size, for the bytes per session.
+        points.push(("data_bytes", bytes, 1000, bytes));
+    }
+    for (axis, value, prefill, bytes) in points {
+        let server = Server::start(
+            "sl-memory",
+            &[
+                ("PREFILL", prefill.to_string()),
+                ("PREFILL_BYTES", bytes.to_string()),
+            ],
+        );
+        let script = cookie_script(results, &server.cookies(bytes));
+        let url = format!("http://{}/write", server.addr);
+        let run = median(settings, &url, runs, secs, Some(&script));
+        // The record the pre-fill writes: one flag byte, then the JSON.
+        let record_bytes = format!("{{\"n\":0,\"pad\":\"{}\"}}", "x".repeat(bytes)).len() + 1;
+        let grown = server.rss_after_kb.saturating_sub(server.rss_before_kb) * 1024;
+        let per_session = grown as f64 / prefill.max(1) as f64;
+        let peak = server.peak_rss_kb();
+        println!(
+            "| {axis} | {value} | {:.0} | {:.2} | {:.1} | {per_session:.0} ({record_bytes}) |",
+            run.rps,
+            run.p99_ms,
+            peak as f64 / 1024.0
+        );
+        let _ = writeln!(
+            csv,
+            "{axis},{value},{:.0},{:.3},{:.3},{prefill},{record_bytes},{},{},{peak},{per_session:.1}",
+            run.rps, run.p50_ms, run.p99_ms, server.rss_before_kb, server.rss_after_kb
+        );
+    }
+    std::fs::write(results.join("scaling.csv"), csv).expect("scaling.csv");
+    let plotted = Command::new("python3")
+        .arg(results.with_file_name("plot.py"))
+        .status()
+        .is_ok_and(|status| status.success());
+    if !plotted {
+        println!("no plots: python3 with matplotlib is needed for bench/plot.py");
+    }
+}
