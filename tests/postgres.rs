@@ -13,36 +13,13 @@ use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
 use common::{App, id_of, key};
 use session_layer::{
-    Created, ErrorKind, Id, PostgresStore, Record, SessionLayer, SessionStore, Updated,
+    Created, ErrorKind, PostgresStore, Record, SessionLayer, SessionStore, Updated,
 };
 use sql_support::postgres::{self as pg, shared};
-use sql_support::unique_name;
+use sql_support::{create, record, unique_name};
 
 mod conformance {
     session_layer::store_conformance_tests!(|| async { crate::pg::store().await });
-}
-
-/// Returns a version-1 record that expires `lifetime` from now, or expired
-/// `-lifetime` ago when `expired` is set.
-fn record(lifetime: Duration, expired: bool) -> Record {
-    let now = SystemTime::now();
-    let expires_at = if expired {
-        now - lifetime
-    } else {
-        now + lifetime
-    };
-    Record {
-        id: Id::generate().expect("os rng"),
-        version: 1,
-        data: b"{}".to_vec(),
-        created_at: now - Duration::from_secs(3600),
-        expires_at,
-    }
-}
-
-async fn create(store: &PostgresStore, record: &Record) {
-    let created = store.create(record).await.expect("create");
-    assert_eq!(created, Created::Created);
 }
 
 /// Counts the rows of the store's table, expired or not.

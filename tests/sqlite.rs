@@ -17,7 +17,7 @@ use session_layer::{
     Created, Error, ErrorKind, Id, Record, Rotated, SessionLayer, SessionStore, SqliteStore,
     Updated,
 };
-use sql_support::TempDir;
+use sql_support::{TempDir, create, record};
 
 /// A store on a database file in a directory of its own, removed with it.
 struct FileStore {
@@ -82,29 +82,6 @@ async fn open(path: &Path) -> SqliteStore {
     let store = SqliteStore::open(path).await.expect("open the file");
     store.migrate().await.expect("migrate");
     store
-}
-
-/// Returns a version-1 record that expires `lifetime` from now, or expired
-/// `lifetime` ago when `expired` is set.
-fn record(lifetime: Duration, expired: bool) -> Record {
-    let now = SystemTime::now();
-    let expires_at = if expired {
-        now - lifetime
-    } else {
-        now + lifetime
-    };
-    Record {
-        id: Id::generate().expect("os rng"),
-        version: 1,
-        data: b"{}".to_vec(),
-        created_at: now - Duration::from_secs(3600),
-        expires_at,
-    }
-}
-
-async fn create(store: &SqliteStore, record: &Record) {
-    let created = store.create(record).await.expect("create");
-    assert_eq!(created, Created::Created);
 }
 
 /// Counts the rows of the store's table, expired or not.

@@ -15,7 +15,9 @@ pub(crate) mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use session_layer::{Created, Id, Record, SessionStore};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -61,4 +63,28 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// Returns a version-1 record that expires `lifetime` from now, or expired
+/// `lifetime` ago when `expired` is set.
+pub(crate) fn record(lifetime: Duration, expired: bool) -> Record {
+    let now = SystemTime::now();
+    let expires_at = if expired {
+        now - lifetime
+    } else {
+        now + lifetime
+    };
+    Record {
+        id: Id::generate().expect("os rng"),
+        version: 1,
+        data: b"{}".to_vec(),
+        created_at: now - Duration::from_secs(3600),
+        expires_at,
+    }
+}
+
+/// Creates `record`, which must not exist yet.
+pub(crate) async fn create(store: &impl SessionStore, record: &Record) {
+    let created = store.create(record).await.expect("create");
+    assert_eq!(created, Created::Created);
 }
