@@ -54,7 +54,6 @@ pub(crate) fn finish(lazy: &LazySession, status: StatusCode) -> Finish {
         };
     };
     let shared = Arc::clone(lazy.shared());
-    let now = shared.now();
     let mut state = session.lock();
     let delete = state.destroyed.take();
     let remove_cookie = std::mem::take(&mut state.remove_cookie);
@@ -71,11 +70,14 @@ pub(crate) fn finish(lazy: &LazySession, status: StatusCode) -> Finish {
         let data = if changes.is_empty() {
             None
         } else {
-            match session::encode(&state.data, state.persistent) {
+            match session::encode(&state.data, state.persistent, stored.data.len()) {
                 Ok(data) => Some(data),
                 Err(error) => return Finish::Save(Box::pin(async move { Err(error) })),
             }
         };
+        // The clock as read at load time decides: a refresh that falls due
+        // during the handler waits for the next request, one clock read less.
+        let now = stored.loaded_at;
         let refresh = shared
             .lifetime
             .refresh_due(stored.created_at, stored.expires_at, now);
@@ -105,7 +107,7 @@ pub(crate) fn finish(lazy: &LazySession, status: StatusCode) -> Finish {
     } else if state.data.is_empty() {
         None
     } else {
-        match session::encode(&state.data, state.persistent) {
+        match session::encode(&state.data, state.persistent, 0) {
             Ok(data) => Some(Write::Create {
                 data,
                 persistent: state.persistent,
@@ -306,7 +308,7 @@ impl Replace {
         };
         let (mut data, mut persistent) = session::decode(&record.data)?;
         session::apply(&mut self.changes, &mut data, &mut persistent)?;
-        self.data = session::encode(&data, persistent)?;
+        self.data = session::encode(&data, persistent, record.data.len())?;
         self.persistent = persistent;
         self.base = Base {
             id: record.id,

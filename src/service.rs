@@ -46,7 +46,7 @@ impl<S> SessionService<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: From<String>,
 {
     type Response = S::Response;
@@ -60,11 +60,11 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let session = LazySession::new(Arc::clone(&self.shared), request.headers());
         request.extensions_mut().insert(session.clone());
-        // `poll_ready` readied `self.inner`, not a fresh clone of it: call the
-        // readied one and leave the clone in its place for the next request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::new(inner.call(request), session)
+        // The inner service is called here, before `call` returns, so the
+        // service that `poll_ready` readied is the one called: no clone of it
+        // is needed (the clone-and-swap idiom is for middleware that calls
+        // the inner service later, from its future).
+        ResponseFuture::new(self.inner.call(request), session)
     }
 }
 

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderValue, header::COOKIE};
 use serde::Serialize;
@@ -63,8 +64,10 @@ pub(crate) enum Change {
 pub(crate) struct Stored {
     pub(crate) id: Id,
     pub(crate) version: u64,
-    pub(crate) created_at: std::time::SystemTime,
-    pub(crate) expires_at: std::time::SystemTime,
+    pub(crate) created_at: SystemTime,
+    pub(crate) expires_at: SystemTime,
+    /// The layer's clock when the record was loaded.
+    pub(crate) loaded_at: SystemTime,
     /// The encoded data as loaded, to tell a real change from a no-op.
     pub(crate) data: Vec<u8>,
     /// The cookie lifetime as loaded.
@@ -123,7 +126,7 @@ impl Session {
     pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), Error> {
         let value = to_value(&value)?;
         let mut state = self.lock();
-        state.data.insert(key.to_owned(), value.clone());
+        set(&mut state.data, key, value.clone());
         state.changes.push(Change::Insert(key.to_owned(), value));
         Ok(())
     }
@@ -176,7 +179,7 @@ impl Session {
         let new = f(current);
         let value = to_value(&new)?;
         let mut state = self.lock();
-        state.data.insert(key.to_owned(), value);
+        set(&mut state.data, key, value);
         let reapply = move |current: Option<&Value>| {
             let current = current.map(from_value).transpose()?;
             to_value(&f(current))
@@ -272,6 +275,16 @@ impl fmt::Debug for Session {
     }
 }
 
+/// Stores `value` under `key`, allocating the key only if it is new.
+fn set(data: &mut Map<String, Value>, key: &str, value: Value) {
+    match data.get_mut(key) {
+        Some(slot) => *slot = value,
+        None => {
+            data.insert(key.to_owned(), value);
+        }
+    }
+}
+
 /// Re-applies `changes` in order to a newer version of the data.
 pub(crate) fn apply(
     changes: &mut [Change],
@@ -297,18 +310,28 @@ pub(crate) fn apply(
     Ok(())
 }
 
+/// Room beyond the previous encoding's length that a new encoding starts
+/// with, so that a session that grows a little needs no reallocation.
+const ENCODE_HEADROOM: usize = 64;
+
 /// The first byte of an encoded record: the format, and the cookie lifetime.
 const BROWSER_SESSION: u8 = 0;
 const PERSISTENT: u8 = 1;
 
 /// Encodes the session's values and settings for the store: one byte for the
-/// cookie lifetime, then the values as a JSON object.
-pub(crate) fn encode(data: &Map<String, Value>, persistent: bool) -> Result<Vec<u8>, Error> {
-    let mut bytes = vec![if persistent {
+/// cookie lifetime, then the values as a JSON object. `size_hint` is the
+/// length of the previous encoding, if any, so the buffer rarely grows.
+pub(crate) fn encode(
+    data: &Map<String, Value>,
+    persistent: bool,
+    size_hint: usize,
+) -> Result<Vec<u8>, Error> {
+    let mut bytes = Vec::with_capacity(size_hint.saturating_add(ENCODE_HEADROOM));
+    bytes.push(if persistent {
         PERSISTENT
     } else {
         BROWSER_SESSION
-    }];
+    });
     serde_json::to_writer(&mut bytes, data)
         .map_err(|error| Error::new(ErrorKind::Serialize, error))?;
     Ok(bytes)
@@ -359,8 +382,11 @@ pub struct LazySession {
 struct Lazy {
     shared: Arc<Shared>,
     /// The request's `Cookie` headers, parsed and verified only on load, so a
-    /// route that never touches the session pays for neither.
-    cookies: Vec<HeaderValue>,
+    /// route that never touches the session pays for neither. A request has
+    /// one such line or none, kept without a `Vec` of its own; a clone of a
+    /// `HeaderValue` shares the request's buffer.
+    cookie: Option<HeaderValue>,
+    more_cookies: Vec<HeaderValue>,
     session: OnceCell<Session>,
     /// A load was tried, even if it failed: the response depends on the
     /// cookie either way.
@@ -369,10 +395,13 @@ struct Lazy {
 
 impl LazySession {
     pub(crate) fn new(shared: Arc<Shared>, headers: &HeaderMap) -> Self {
+        let mut cookies = headers.get_all(COOKIE).iter().cloned();
         Self {
             inner: Arc::new(Lazy {
                 shared,
-                cookies: headers.get_all(COOKIE).iter().cloned().collect(),
+                cookie: cookies.next(),
+                // Empty, and so not allocated, unless there are more lines.
+                more_cookies: cookies.collect(),
                 session: OnceCell::new(),
                 attempted: AtomicBool::new(false),
             }),
@@ -430,7 +459,8 @@ impl Drop for Lazy {
 impl Lazy {
     async fn load(&self) -> Result<Session, Error> {
         let shared = &self.shared;
-        let (id, verified) = match codec::find(&self.cookies, &shared.cookie.name, &shared.ring) {
+        let cookies = self.cookie.iter().chain(&self.more_cookies);
+        let (id, verified) = match codec::find(cookies, &shared.cookie.name, &shared.ring) {
             Found::Valid(id, verified) => (id, verified),
             Found::Invalid => {
                 event!(
@@ -447,7 +477,7 @@ impl Lazy {
         let now = shared.now();
         match record {
             Some(record) if record.id == id && shared.lifetime.is_alive(&record, now) => {
-                self.loaded(record, verified)
+                self.loaded(record, verified, now)
             }
             Some(_) => {
                 event!(debug, session = %crate::trace::Fingerprint(&id), "session expired");
@@ -474,7 +504,12 @@ impl Lazy {
         })
     }
 
-    fn loaded(&self, record: Record, verified: Verified) -> Result<Session, Error> {
+    fn loaded(
+        &self,
+        record: Record,
+        verified: Verified,
+        now: SystemTime,
+    ) -> Result<Session, Error> {
         let (data, persistent) = decode(&record.data)?;
         Ok(Session::new(State {
             stored: Some(Stored {
@@ -482,6 +517,7 @@ impl Lazy {
                 version: record.version,
                 created_at: record.created_at,
                 expires_at: record.expires_at,
+                loaded_at: now,
                 data: record.data,
                 persistent,
             }),
@@ -513,7 +549,7 @@ mod tests {
     fn records_round_trip_and_corruption_is_an_error() {
         let mut data = Map::new();
         data.insert("n".into(), Value::from(3));
-        let bytes = encode(&data, true).expect("encodes");
+        let bytes = encode(&data, true, 0).expect("encodes");
         assert_eq!(decode(&bytes).expect("decodes"), (data, true));
         for corrupt in [&b""[..], b"\x07{}", b"\x00{", b"\x00[1]", b"\x01\xff"] {
             let error = decode(corrupt).expect_err("corrupt");

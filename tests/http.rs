@@ -381,3 +381,50 @@ async fn nested_routers_share_one_session() {
     assert_eq!(reply.body, "v");
     assert_eq!(memory.len(), 1);
 }
+
+/// A service that is not `Clone` and refuses a call it was not readied for.
+struct ReadiedOnce {
+    ready: bool,
+    calls: usize,
+}
+
+impl tower::Service<Request<Body>> for ReadiedOnce {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        self.ready = true;
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _request: Request<Body>) -> Self::Future {
+        assert!(std::mem::take(&mut self.ready), "called without poll_ready");
+        self.calls += 1;
+        std::future::ready(Ok(Response::new(Body::from("ok"))))
+    }
+}
+
+#[tokio::test]
+async fn the_inner_service_need_not_be_clone_and_is_called_once_readied() {
+    use tower::{Layer as _, Service as _};
+    let layer = SessionLayer::new(MemoryStore::default(), key(1));
+    let mut service = layer.layer(ReadiedOnce {
+        ready: false,
+        calls: 0,
+    });
+    for _ in 0..2 {
+        let response = service
+            .ready()
+            .await
+            .expect("infallible")
+            .call(Request::new(Body::empty()))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(service.get_ref().calls, 2);
+}

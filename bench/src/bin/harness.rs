@@ -6,9 +6,12 @@
 //!
 //! Settings, from the environment:
 //!
-//! - `BENCH_RUNS` (3) and `BENCH_SECS` (5): runs per case and seconds per run;
-//!   a case reports the median run. The issue's protocol is 5 runs of 10 s.
-//! - `BENCH_WARMUP_SECS` (1): an uncounted wrk run before each case.
+//! - `BENCH_RUNS` (3) and `BENCH_SECS` (5): rounds and seconds per run. All
+//!   servers start first; each round runs every case once, with a bare-axum
+//!   run before and after it, and a case's ratio in a round is its rate over
+//!   the mean of those two. A case reports its median run, its median ratio
+//!   and the range of its ratios. The issue's protocol is 5 runs of 10 s.
+//! - `BENCH_WARMUP_SECS` (1): an uncounted wrk run of every case first.
 //! - `BENCH_CONNECTIONS` (64) and `BENCH_THREADS` (1 when pinned, else 2):
 //!   wrk's `-c` and `-t`.
 //! - `BENCH_PIN` (1 on 2 CPUs or more): the server runs on CPU 0 with one
@@ -17,6 +20,9 @@
 //! - `BENCH_SCALE_RUNS` (1) and `BENCH_SCALE_SECS` (3): the same for scaling.
 //! - `BENCH_SCALE_SESSIONS` (`10000,100000,1000000`) and `BENCH_SCALE_BYTES`
 //!   (`100,4096,65536`); `BENCH_SKIP_SCALING=1` skips the scaling part.
+//! - `BENCH_SUBJECTS` (all): a comma-separated list of the subjects to
+//!   measure (`sl-memory`, `ts-memory`, `sl-redis`, `ts-redis`); bare axum is
+//!   always measured.
 //!
 //! Results are also written to `bench/results/` (`table.md`, `scaling.csv`),
 //! and `bench/plot.py` draws `bench/plots/*.png` from them when python3 has
@@ -131,11 +137,13 @@ impl Server {
             .unwrap_or(0)
     }
 
-    /// Makes `COOKIES` sessions through `/init` and returns their cookies.
+    /// Makes `COOKIES` sessions through `/init` and returns their cookies,
+    /// each checked: a session subject must read the counter `/init` set, or
+    /// the run would measure anonymous requests.
     fn cookies(&self, pad: usize) -> Vec<String> {
         (0..COOKIES)
             .map(|i| {
-                let response = http_get(self.addr, &format!("/init?pad={pad}"));
+                let response = http_get(self.addr, &format!("/init?pad={pad}"), None);
                 response
                     .lines()
                     .find_map(|line| {
@@ -149,9 +157,19 @@ impl Server {
                                 .to_owned()
                         })
                     })
-                    // Bare axum sets no cookie; it gets a cookie of the same
-                    // size, so every subject parses the same request.
-                    .unwrap_or_else(|| format!("id={i:064}"))
+                    .map_or_else(
+                        // Bare axum sets no cookie; it gets a cookie of the
+                        // same size, so every subject parses the same request.
+                        || format!("id={i:064}"),
+                        |cookie| {
+                            let read = http_get(self.addr, "/read", Some(&cookie));
+                            assert!(
+                                read.ends_with("\r\n\r\n1"),
+                                "the server did not take its own session cookie: {read}"
+                            );
+                            cookie
+                        },
+                    )
             })
             .collect()
     }
@@ -164,12 +182,14 @@ impl Drop for Server {
     }
 }
 
-/// One plain HTTP/1.1 GET; returns the response head and body.
-fn http_get(addr: SocketAddr, path: &str) -> String {
+/// One plain HTTP/1.1 GET, with a `Cookie` header if given; returns the
+/// response head and body.
+fn http_get(addr: SocketAddr, path: &str, cookie: Option<&str>) -> String {
     let mut stream = TcpStream::connect(addr).expect("the server accepts");
+    let cookie = cookie.map_or_else(String::new, |cookie| format!("Cookie: {cookie}\r\n"));
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{cookie}Connection: close\r\n\r\n"
     )
     .expect("the request is sent");
     let mut response = String::new();
@@ -291,7 +311,7 @@ fn parse_wrk(output: &str) -> Run {
 /// Writes a wrk script that sends the cookies round-robin, each wrk thread
 /// over its own share of them, so that in-flight requests use distinct
 /// sessions.
-fn cookie_script(dir: &Path, cookies: &[String]) -> PathBuf {
+fn cookie_script(dir: &Path, server: &Server, cookies: &[String]) -> PathBuf {
     let mut lua = String::from("local cookies = {\n");
     for cookie in cookies {
         let _ = writeln!(lua, "  {cookie:?},");
@@ -320,7 +340,7 @@ function request()
 end
 "#,
     );
-    let path = dir.join(format!("cookies-{}.lua", std::process::id()));
+    let path = dir.join(format!("cookies-{}.lua", server.addr.port()));
     std::fs::write(&path, lua).expect("the script is written");
     path
 }
@@ -352,18 +372,24 @@ fn wrk(settings: &Settings, url: &str, secs: usize, script: Option<&Path>) -> Ru
     parse_wrk(&String::from_utf8_lossy(&output.stdout))
 }
 
-/// Runs `runs` wrk runs and returns the one with the median requests/s.
+/// Returns the run with the median requests/s.
+fn median_run(runs: &[Run]) -> Run {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    sorted[sorted.len() / 2]
+}
+
+/// Runs an uncounted warm-up, then `runs` wrk runs, and returns the one with
+/// the median requests/s.
 fn median(settings: &Settings, url: &str, runs: usize, secs: usize, script: Option<&Path>) -> Run {
-    // A warm-up run, not counted: connections, allocator, caches.
     let warmup = env_or("BENCH_WARMUP_SECS", 1);
     if warmup > 0 {
         wrk(settings, url, warmup, script);
     }
-    let mut all: Vec<Run> = (0..runs.max(1))
+    let all: Vec<Run> = (0..runs.max(1))
         .map(|_| wrk(settings, url, secs, script))
         .collect();
-    all.sort_by(|a, b| a.rps.total_cmp(&b.rps));
-    all[all.len() / 2]
+    median_run(&all)
 }
 
 struct Case {
@@ -397,13 +423,7 @@ fn main() {
     let redis = Redis::start();
     let redis_env = [("REDIS_URL", redis.url())];
 
-    let cases = [
-        Case {
-            subject: "bare",
-            label: "bare axum, atomic counter (the limit)",
-            path: "/write",
-            cookies: true,
-        },
+    let all_cases = [
         Case {
             subject: "sl-memory",
             label: "untouched route (cookie sent, not extracted)",
@@ -477,48 +497,112 @@ fn main() {
             cookies: true,
         },
     ];
+    // `BENCH_SUBJECTS=sl-memory,ts-memory` measures only those subjects
+    // (bare axum is always measured).
+    let only = std::env::var("BENCH_SUBJECTS").unwrap_or_default();
+    let cases: Vec<Case> = all_cases
+        .into_iter()
+        .filter(|case| only.is_empty() || only.split(',').any(|name| name == case.subject))
+        .collect();
+
+    // Every server starts (and makes its sessions) first; then each round
+    // runs every case once, bare axum before the round and after it. A
+    // case's ratio in a round is its rate over the mean of the two bare runs
+    // around it, so a drift of the machine's speed during the run (other
+    // tenants, frequency) does not turn into a difference between subjects.
+    let servers: Vec<(Server, Option<PathBuf>)> = cases
+        .iter()
+        .map(|case| {
+            let env: &[(&str, String)] = if case.subject.ends_with("redis") {
+                &redis_env
+            } else {
+                &[]
+            };
+            let server = Server::start(case.subject, env);
+            let script = case
+                .cookies
+                .then(|| cookie_script(&results, &server, &server.cookies(0)));
+            (server, script)
+        })
+        .collect();
+    let bare = Server::start("bare", &[]);
+    let bare_script = cookie_script(&results, &bare, &bare.cookies(0));
+    let bare_url = format!("http://{}/write", bare.addr);
+    let urls: Vec<String> = cases
+        .iter()
+        .zip(&servers)
+        .map(|(case, (server, _))| format!("http://{}{}", server.addr, case.path))
+        .collect();
+
+    // Warm-up runs, not counted: connections, allocator, caches.
+    let warmup = env_or("BENCH_WARMUP_SECS", 1);
+    if warmup > 0 {
+        wrk(&settings, &bare_url, warmup, Some(&bare_script));
+        for (url, (_, script)) in urls.iter().zip(&servers) {
+            wrk(&settings, url, warmup, script.as_deref());
+        }
+    }
+    let mut bare_runs = vec![wrk(&settings, &bare_url, secs, Some(&bare_script))];
+    let mut case_runs: Vec<Vec<(Run, f64)>> = vec![Vec::new(); servers.len()];
+    for round in 0..runs.max(1) {
+        let measured: Vec<Run> = urls
+            .iter()
+            .zip(&servers)
+            .map(|(url, (_, script))| wrk(&settings, url, secs, script.as_deref()))
+            .collect();
+        bare_runs.push(wrk(&settings, &bare_url, secs, Some(&bare_script)));
+        let bare_rps = (bare_runs[round].rps + bare_runs[round + 1].rps) / 2.0;
+        for (runs, run) in case_runs.iter_mut().zip(measured) {
+            runs.push((run, run.rps / bare_rps));
+        }
+        println!("round {} of {} done", round + 1, runs.max(1));
+    }
 
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "| subject | case | requests/s | p50 ms | p99 ms | vs bare axum | errors |"
+        "| subject | case | requests/s | p50 ms | p99 ms | vs bare axum | ratio range | errors |"
     );
-    let _ = writeln!(table, "|---|---|---:|---:|---:|---:|---:|");
-    let mut bare_rps = f64::NAN;
-    for case in &cases {
-        let env: &[(&str, String)] = if case.subject.ends_with("redis") {
-            &redis_env
-        } else {
-            &[]
-        };
-        let server = Server::start(case.subject, env);
-        let script = case
-            .cookies
-            .then(|| cookie_script(&results, &server.cookies(0)));
-        let url = format!("http://{}{}", server.addr, case.path);
-        let run = median(&settings, &url, runs, secs, script.as_deref());
-        if case.subject == "bare" {
-            bare_rps = run.rps;
-        }
+    let _ = writeln!(table, "|---|---|---:|---:|---:|---:|---:|---:|");
+    let bare_run = median_run(&bare_runs);
+    let _ = writeln!(
+        table,
+        "| axum 0.8 | bare axum, atomic counter (the limit) | {:.0} | {:.2} | {:.2} | 1.00 | {:.0}–{:.0} req/s | {} |",
+        bare_run.rps,
+        bare_run.p50_ms,
+        bare_run.p99_ms,
+        bare_runs
+            .iter()
+            .map(|run| run.rps)
+            .fold(f64::INFINITY, f64::min),
+        bare_runs.iter().map(|run| run.rps).fold(0.0, f64::max),
+        bare_runs.iter().map(|run| run.errors).sum::<u64>()
+    );
+    for (case, runs) in cases.iter().zip(&case_runs) {
+        let run = median_run(&runs.iter().map(|(run, _)| *run).collect::<Vec<_>>());
+        let mut ratios: Vec<f64> = runs.iter().map(|(_, ratio)| *ratio).collect();
+        ratios.sort_by(f64::total_cmp);
         let subject = match case.subject {
-            "bare" => "axum 0.8",
             "sl-memory" => "session-layer, MemoryStore",
             "ts-memory" => "tower-sessions 0.15, MemoryStore",
             "sl-redis" => "session-layer, RedisStore",
             _ => "tower-sessions 0.14, RedisStore 0.16",
         };
-        let row = format!(
-            "| {subject} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
+        let _ = writeln!(
+            table,
+            "| {subject} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2}–{:.2} | {} |",
             case.label,
             run.rps,
             run.p50_ms,
             run.p99_ms,
-            run.rps / bare_rps,
-            run.errors
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1],
+            runs.iter().map(|(run, _)| run.errors).sum::<u64>()
         );
-        println!("{row}");
-        let _ = writeln!(table, "{row}");
     }
+    drop(servers);
+    drop(bare);
     drop(redis);
     std::fs::write(results.join("table.md"), &table).expect("table.md");
     println!("\n{table}");
@@ -564,7 +648,7 @@ fn scaling(settings: &Settings, results: &Path) {
                 ("PREFILL_BYTES", bytes.to_string()),
             ],
         );
-        let script = cookie_script(results, &server.cookies(bytes));
+        let script = cookie_script(results, &server, &server.cookies(bytes));
         let url = format!("http://{}/write", server.addr);
         let run = median(settings, &url, runs, secs, Some(&script));
         // The record the pre-fill writes: one flag byte, then the JSON.
