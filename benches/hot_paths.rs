@@ -122,7 +122,7 @@ fn contended_store(c: &mut Criterion) {
         .map(|_| Record {
             id: Id::generate().expect("the OS has randomness"),
             version: 1,
-            data: b"\x00{\"n\":0}".to_vec(),
+            data: b"\x00{\"n\":0}"[..].into(),
             created_at: now,
             expires_at: now + Duration::from_secs(3600),
         })

@@ -17,6 +17,7 @@ use http::{HeaderValue, Response, StatusCode};
 
 use crate::codec;
 use crate::config::CookieAction;
+use crate::data::Data;
 use crate::error::{Error, ErrorKind};
 use crate::id::Id;
 use crate::key::Verified;
@@ -70,7 +71,7 @@ pub(crate) fn finish(lazy: &LazySession, status: StatusCode) -> Finish {
         let data = if changes.is_empty() {
             None
         } else {
-            match session::encode(&state.data, state.persistent, stored.data.len()) {
+            match state.data.encode(state.persistent) {
                 Ok(data) => Some(data),
                 Err(error) => return Finish::Save(Box::pin(async move { Err(error) })),
             }
@@ -97,7 +98,7 @@ pub(crate) fn finish(lazy: &LazySession, status: StatusCode) -> Finish {
         let refresh_only = data.is_none() && !rotate;
         Some(Write::Replace(Replace {
             base: Base::of(stored),
-            data: data.unwrap_or_else(|| stored.data.clone()),
+            data: data.unwrap_or_else(|| Arc::clone(state.data.record())),
             persistent: state.persistent,
             changes,
             rotate,
@@ -107,7 +108,7 @@ pub(crate) fn finish(lazy: &LazySession, status: StatusCode) -> Finish {
     } else if state.data.is_empty() {
         None
     } else {
-        match session::encode(&state.data, state.persistent, 0) {
+        match state.data.encode(state.persistent) {
             Ok(data) => Some(Write::Create {
                 data,
                 persistent: state.persistent,
@@ -142,7 +143,7 @@ fn ready_or_delete(
 }
 
 enum Write {
-    Create { data: Vec<u8>, persistent: bool },
+    Create { data: Arc<[u8]>, persistent: bool },
     Replace(Replace),
 }
 
@@ -165,7 +166,7 @@ impl Base {
 
 struct Replace {
     base: Base,
-    data: Vec<u8>,
+    data: Arc<[u8]>,
     persistent: bool,
     changes: Vec<Change>,
     rotate: bool,
@@ -190,7 +191,7 @@ async fn save(
     }
 }
 
-async fn create(shared: &Shared, data: Vec<u8>, persistent: bool) -> Result<CookieAction, Error> {
+async fn create(shared: &Shared, data: Arc<[u8]>, persistent: bool) -> Result<CookieAction, Error> {
     let now = shared.now();
     let mut record = Record {
         id: Id::generate()?,
@@ -232,7 +233,7 @@ impl Replace {
             let record = Record {
                 id: target,
                 version: self.base.version + 1,
-                data: std::mem::take(&mut self.data),
+                data: Arc::clone(&self.data),
                 created_at: self.base.created_at,
                 expires_at: shared.lifetime.deadline(self.base.created_at, now),
             };
@@ -245,7 +246,6 @@ impl Replace {
                     Rotated::Stale => false,
                     Rotated::IdTaken => {
                         target = Id::generate()?;
-                        self.data = record.data;
                         continue;
                     }
                 }
@@ -306,16 +306,16 @@ impl Replace {
             Some(record) if shared.lifetime.is_alive(&record, now) => record,
             _ => return Ok(Reloaded::Gone),
         };
-        let (mut data, mut persistent) = session::decode(&record.data)?;
+        let (mut data, mut persistent) = Data::decode(record.data)?;
         session::apply(&mut self.changes, &mut data, &mut persistent)?;
-        self.data = session::encode(&data, persistent, record.data.len())?;
+        self.data = data.encode(persistent)?;
         self.persistent = persistent;
         self.base = Base {
             id: record.id,
             version: record.version,
             created_at: record.created_at,
         };
-        if self.rotate || self.data != record.data {
+        if self.rotate || self.data != *data.record() {
             Ok(Reloaded::Changed)
         } else {
             Ok(Reloaded::Unchanged {

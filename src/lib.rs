@@ -122,6 +122,7 @@
 mod codec;
 mod commit;
 mod config;
+mod data;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;

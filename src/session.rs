@@ -9,10 +9,11 @@ use std::time::SystemTime;
 use http::{HeaderMap, HeaderValue, header::COOKIE};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use crate::codec::{self, Found};
+use crate::data::Data;
 use crate::error::{Error, ErrorKind};
 use crate::id::Id;
 use crate::key::Verified;
@@ -68,8 +69,6 @@ pub(crate) struct Stored {
     pub(crate) expires_at: SystemTime,
     /// The layer's clock when the record was loaded.
     pub(crate) loaded_at: SystemTime,
-    /// The encoded data as loaded, to tell a real change from a no-op.
-    pub(crate) data: Vec<u8>,
     /// The cookie lifetime as loaded.
     pub(crate) persistent: bool,
 }
@@ -77,7 +76,7 @@ pub(crate) struct Stored {
 pub(crate) struct State {
     /// `None` for a new session, or after `destroy`.
     pub(crate) stored: Option<Stored>,
-    pub(crate) data: Map<String, Value>,
+    pub(crate) data: Data,
     pub(crate) persistent: bool,
     pub(crate) changes: Vec<Change>,
     pub(crate) rotate: bool,
@@ -110,7 +109,7 @@ impl Session {
     ///
     /// Fails with [`ErrorKind::Deserialize`] if the stored value is not a `T`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
-        self.lock().data.get(key).map(from_value).transpose()
+        self.lock().data.get(key)
     }
 
     /// Stores `value` under `key`, replacing any previous value.
@@ -126,7 +125,7 @@ impl Session {
     pub fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), Error> {
         let value = to_value(&value)?;
         let mut state = self.lock();
-        set(&mut state.data, key, value.clone());
+        state.data.set(key, value.clone());
         state.changes.push(Change::Insert(key.to_owned(), value));
         Ok(())
     }
@@ -134,7 +133,7 @@ impl Session {
     /// Removes `key`, returning whether it was there.
     pub fn remove(&self, key: &str) -> bool {
         let mut state = self.lock();
-        let existed = state.data.remove(key).is_some();
+        let existed = state.data.remove(key);
         state.changes.push(Change::Remove(key.to_owned()));
         existed
     }
@@ -147,10 +146,9 @@ impl Session {
     /// the value is then left in place.
     pub fn take<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         let mut state = self.lock();
-        let Some(value) = state.data.get(key) else {
+        let Some(value) = state.data.get(key)? else {
             return Ok(None);
         };
-        let value = from_value(value)?;
         state.data.remove(key);
         state.changes.push(Change::Remove(key.to_owned()));
         Ok(Some(value))
@@ -174,12 +172,12 @@ impl Session {
         T: Serialize + DeserializeOwned,
         F: FnMut(Option<T>) -> T + Send + 'static,
     {
-        let current = self.lock().data.get(key).map(from_value).transpose()?;
+        let current = self.lock().data.get(key)?;
         // `f` runs without the lock, so it may read the session itself.
         let new = f(current);
         let value = to_value(&new)?;
         let mut state = self.lock();
-        set(&mut state.data, key, value);
+        state.data.set(key, value);
         let reapply = move |current: Option<&Value>| {
             let current = current.map(from_value).transpose()?;
             to_value(&f(current))
@@ -222,7 +220,7 @@ impl Session {
             state.destroyed = Some(stored.id);
         }
         state.remove_cookie = state.destroyed.is_some() || state.presented.is_some();
-        state.data.clear();
+        state.data = Data::default();
         state.changes.clear();
         state.rotate = false;
         state.persistent = state.default_persistent;
@@ -275,80 +273,27 @@ impl fmt::Debug for Session {
     }
 }
 
-/// Stores `value` under `key`, allocating the key only if it is new.
-fn set(data: &mut Map<String, Value>, key: &str, value: Value) {
-    match data.get_mut(key) {
-        Some(slot) => *slot = value,
-        None => {
-            data.insert(key.to_owned(), value);
-        }
-    }
-}
-
 /// Re-applies `changes` in order to a newer version of the data.
 pub(crate) fn apply(
     changes: &mut [Change],
-    data: &mut Map<String, Value>,
+    data: &mut Data,
     persistent: &mut bool,
 ) -> Result<(), Error> {
     for change in changes {
         match change {
-            Change::Insert(key, value) => {
-                data.insert(key.clone(), value.clone());
-            }
+            Change::Insert(key, value) => data.set(key, value.clone()),
             Change::Remove(key) => {
                 data.remove(key);
             }
             Change::Update(key, f) => {
-                let value = f(data.get(key))?;
-                data.insert(key.clone(), value);
+                let value = f(data.value(key)?.as_ref())?;
+                data.set(key, value);
             }
             Change::Clear => data.clear(),
             Change::Persistent(value) => *persistent = *value,
         }
     }
     Ok(())
-}
-
-/// Room beyond the previous encoding's length that a new encoding starts
-/// with, so that a session that grows a little needs no reallocation.
-const ENCODE_HEADROOM: usize = 64;
-
-/// The first byte of an encoded record: the format, and the cookie lifetime.
-const BROWSER_SESSION: u8 = 0;
-const PERSISTENT: u8 = 1;
-
-/// Encodes the session's values and settings for the store: one byte for the
-/// cookie lifetime, then the values as a JSON object. `size_hint` is the
-/// length of the previous encoding, if any, so the buffer rarely grows.
-pub(crate) fn encode(
-    data: &Map<String, Value>,
-    persistent: bool,
-    size_hint: usize,
-) -> Result<Vec<u8>, Error> {
-    let mut bytes = Vec::with_capacity(size_hint.saturating_add(ENCODE_HEADROOM));
-    bytes.push(if persistent {
-        PERSISTENT
-    } else {
-        BROWSER_SESSION
-    });
-    serde_json::to_writer(&mut bytes, data)
-        .map_err(|error| Error::new(ErrorKind::Serialize, error))?;
-    Ok(bytes)
-}
-
-/// Decodes what [`encode`] wrote.
-pub(crate) fn decode(bytes: &[u8]) -> Result<(Map<String, Value>, bool), Error> {
-    let corrupt = || Error::message(ErrorKind::Deserialize, "corrupt session record");
-    let (&flag, json) = bytes.split_first().ok_or_else(corrupt)?;
-    let persistent = match flag {
-        BROWSER_SESSION => false,
-        PERSISTENT => true,
-        _ => return Err(corrupt()),
-    };
-    let data =
-        serde_json::from_slice(json).map_err(|error| Error::new(ErrorKind::Deserialize, error))?;
-    Ok((data, persistent))
 }
 
 fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T, Error> {
@@ -493,7 +438,7 @@ impl Lazy {
     fn fresh(&self, presented: Option<Verified>) -> Session {
         Session::new(State {
             stored: None,
-            data: Map::new(),
+            data: Data::default(),
             persistent: self.shared.lifetime.persistent,
             changes: Vec::new(),
             rotate: false,
@@ -510,7 +455,7 @@ impl Lazy {
         verified: Verified,
         now: SystemTime,
     ) -> Result<Session, Error> {
-        let (data, persistent) = decode(&record.data)?;
+        let (data, persistent) = Data::decode(record.data)?;
         Ok(Session::new(State {
             stored: Some(Stored {
                 id: record.id,
@@ -518,7 +463,6 @@ impl Lazy {
                 created_at: record.created_at,
                 expires_at: record.expires_at,
                 loaded_at: now,
-                data: record.data,
                 persistent,
             }),
             data,
@@ -546,23 +490,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn records_round_trip_and_corruption_is_an_error() {
-        let mut data = Map::new();
-        data.insert("n".into(), Value::from(3));
-        let bytes = encode(&data, true, 0).expect("encodes");
-        assert_eq!(decode(&bytes).expect("decodes"), (data, true));
-        for corrupt in [&b""[..], b"\x07{}", b"\x00{", b"\x00[1]", b"\x01\xff"] {
-            let error = decode(corrupt).expect_err("corrupt");
-            assert_eq!(error.kind(), ErrorKind::Deserialize);
-        }
-    }
-
-    #[test]
     fn changes_reapply_in_order() {
-        let mut data = Map::new();
-        data.insert("n".into(), Value::from(10));
-        data.insert("gone".into(), Value::from(1));
-        let mut persistent = false;
+        let (mut data, mut persistent) =
+            Data::decode(b"\x00{\"gone\":1,\"n\":10}"[..].into()).expect("a valid record");
         let mut changes = vec![
             Change::Update(
                 "n".into(),
@@ -575,9 +505,15 @@ mod tests {
             Change::Persistent(true),
         ];
         apply(&mut changes, &mut data, &mut persistent).expect("applies");
-        assert_eq!(data.get("n"), Some(&Value::from(11)));
-        assert_eq!(data.get("gone"), None);
-        assert_eq!(data.get("k"), Some(&Value::from("v")));
-        assert!(persistent);
+        assert_eq!(data.get::<u64>("n").expect("a number"), Some(11));
+        assert_eq!(data.get::<u64>("gone").expect("nothing"), None);
+        assert_eq!(
+            data.get::<String>("k").expect("a string").as_deref(),
+            Some("v")
+        );
+        assert_eq!(
+            &*data.encode(persistent).expect("encodes"),
+            b"\x01{\"k\":\"v\",\"n\":11}"
+        );
     }
 }

@@ -217,7 +217,7 @@ async fn a_corrupt_record_is_an_error_not_a_panic() {
     ] {
         let current = stored(&memory, &value).await.expect("stored");
         let corrupt = Record {
-            data: garbage.to_vec(),
+            data: garbage.into(),
             version: current.version + 1,
             ..record.clone()
         };

@@ -15,7 +15,7 @@ fn record(lifetime: Duration) -> Record {
     Record {
         id: Id::generate().expect("os rng"),
         version: 1,
-        data: b"{}".to_vec(),
+        data: b"{}"[..].into(),
         created_at: now,
         expires_at: now + lifetime,
     }
@@ -100,7 +100,7 @@ async fn concurrent_tasks_leave_the_expected_count() {
                     assert_eq!(store.create(&first).await.expect("room"), Created::Created);
                     let second = Record {
                         version: 2,
-                        data: n.to_string().into_bytes(),
+                        data: n.to_string().into_bytes().into(),
                         ..first.clone()
                     };
                     assert_eq!(

@@ -152,7 +152,7 @@ async fn expired_rows_are_never_loaded_updated_or_kept_over_a_new_session() {
     );
     // A new session under the same id takes the expired row's place.
     let fresh = Record {
-        data: b"fresh".to_vec(),
+        data: b"fresh"[..].into(),
         ..record(Duration::from_secs(60), false)
     };
     let fresh = Record {
@@ -164,7 +164,7 @@ async fn expired_rows_are_never_loaded_updated_or_kept_over_a_new_session() {
         Created::Created
     );
     let loaded = store.load(&old.id).await.expect("load").expect("live");
-    assert_eq!(loaded.data, b"fresh");
+    assert_eq!(&*loaded.data, b"fresh");
     assert_eq!(rows(&store).await, 1);
 }
 

@@ -23,7 +23,7 @@ fn record(lifetime: Duration) -> Record {
     Record {
         id: Id::generate().expect("os rng"),
         version: 1,
-        data: b"{}".to_vec(),
+        data: b"{}"[..].into(),
         created_at: now,
         expires_at: now + lifetime,
     }

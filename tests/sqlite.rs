@@ -222,12 +222,12 @@ async fn expired_rows_are_never_loaded_updated_or_kept_over_a_new_session() {
     // A new session under the same id takes the expired row's place.
     let fresh = Record {
         id: old.id,
-        data: b"fresh".to_vec(),
+        data: b"fresh"[..].into(),
         ..record(Duration::from_secs(60), false)
     };
     create(&store, &fresh).await;
     let loaded = store.load(&old.id).await.expect("load").expect("live");
-    assert_eq!(loaded.data, b"fresh");
+    assert_eq!(&*loaded.data, b"fresh");
     assert_eq!(rows(&store).await, 1);
 }
 

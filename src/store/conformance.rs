@@ -200,7 +200,7 @@ pub async fn create_existing_id(store: &dyn SessionStore) {
     create(store, &first, CHECK).await;
     let second = Record {
         version: 7,
-        data: b"second".to_vec(),
+        data: b"second"[..].into(),
         expires_at: first.expires_at + Duration::from_secs(60),
         ..first.clone()
     };
@@ -705,7 +705,7 @@ fn record(check: &str, data: Vec<u8>) -> Record {
     Record {
         id: new_id(check),
         version: 1,
-        data,
+        data: data.into(),
         created_at,
         expires_at: created_at + Duration::from_secs(3600),
     }
@@ -716,7 +716,7 @@ fn record(check: &str, data: Vec<u8>) -> Record {
 fn next(record: &Record, data: Vec<u8>) -> Record {
     Record {
         version: record.version + 1,
-        data,
+        data: data.into(),
         expires_at: now() + Duration::from_secs(3600),
         ..record.clone()
     }

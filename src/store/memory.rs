@@ -85,7 +85,7 @@ const MIN_SHRINK_CAPACITY: usize = 1024;
 /// let record = Record {
 ///     id: Id::generate()?,
 ///     version: 1,
-///     data: b"{}".to_vec(),
+///     data: b"{}"[..].into(),
 ///     created_at: now,
 ///     expires_at: now + Duration::from_secs(3600),
 /// };
@@ -124,12 +124,13 @@ struct Shard {
     heap: BinaryHeap<Reverse<(u64, Key)>>,
 }
 
-/// A stored record without its id (the map key): 40 bytes plus the data.
+/// A stored record without its id (the map key): 40 bytes plus the data,
+/// which is shared with the layer's copy, not copied in or out.
 struct Slot {
     version: u64,
     created_ms: u64,
     expires_ms: u64,
-    data: Box<[u8]>,
+    data: Arc<[u8]>,
 }
 
 /// The raw id bytes, hashed by [`IdHasher`].
@@ -537,7 +538,7 @@ impl Slot {
             version: record.version,
             created_ms: to_ms(record.created_at),
             expires_ms: to_ms(record.expires_at),
-            data: record.data.as_slice().into(),
+            data: Arc::clone(&record.data),
         }
     }
 
@@ -545,7 +546,7 @@ impl Slot {
         Record {
             id: Id::from_bytes(key.0),
             version: self.version,
-            data: self.data.to_vec(),
+            data: Arc::clone(&self.data),
             created_at: from_ms(self.created_ms),
             expires_at: from_ms(self.expires_ms),
         }
@@ -640,7 +641,7 @@ mod tests {
             version,
             created_ms: T0,
             expires_ms,
-            data: Box::new([1, 2, 3]),
+            data: Arc::new([1, 2, 3]),
         }
     }
 
@@ -913,7 +914,7 @@ mod tests {
             let record = Record {
                 id: Id::from_bytes(key(6, n).0),
                 version: 1,
-                data: vec![0; 8],
+                data: vec![0; 8].into(),
                 created_at: SystemTime::now(),
                 expires_at: short,
             };
@@ -926,7 +927,7 @@ mod tests {
         let record = Record {
             id: Id::from_bytes(key(6, 99).0),
             version: 1,
-            data: Vec::new(),
+            data: Vec::new().into(),
             created_at: SystemTime::now(),
             expires_at: long,
         };

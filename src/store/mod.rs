@@ -38,7 +38,11 @@ pub struct Record {
     pub version: u64,
     /// The session's values and settings, encoded by the layer. Opaque to the
     /// store, which keeps the bytes exactly as given.
-    pub data: Vec<u8>,
+    ///
+    /// Shared, so a store that keeps records in memory can hand them out
+    /// and take them in without copying (`Vec<u8>`, `&[u8]` and `String`
+    /// convert with `.into()`).
+    pub data: Arc<[u8]>,
     /// When the session was created; the absolute timeout runs from here and
     /// is never extended.
     pub created_at: SystemTime,

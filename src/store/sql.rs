@@ -265,7 +265,7 @@ where
         Ok(Some(Record {
             id: *id,
             version: u64::try_from(column(0)?).map_err(corrupt)?,
-            data: row.try_get::<Vec<u8>, usize>(1).map_err(corrupt)?,
+            data: row.try_get::<Vec<u8>, usize>(1).map_err(corrupt)?.into(),
             created_at: time(column(2)?)?,
             expires_at: time(column(3)?)?,
         }))
@@ -295,7 +295,7 @@ where
         };
         let result = sqlx::query(&self.statements.update)
             .bind(version(record)?)
-            .bind(record.data.as_slice())
+            .bind(&*record.data)
             .bind(millis(record.created_at))
             .bind(millis(record.expires_at))
             .bind(record.id.as_bytes().as_slice())
@@ -384,7 +384,7 @@ where
         Ok(sqlx::query(&self.statements.create)
             .bind(record.id.as_bytes().as_slice())
             .bind(version(record)?)
-            .bind(record.data.as_slice())
+            .bind(&*record.data)
             .bind(millis(record.created_at))
             .bind(millis(record.expires_at))
             .bind(millis(now)))

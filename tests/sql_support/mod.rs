@@ -77,7 +77,7 @@ pub(crate) fn record(lifetime: Duration, expired: bool) -> Record {
     Record {
         id: Id::generate().expect("os rng"),
         version: 1,
-        data: b"{}".to_vec(),
+        data: b"{}"[..].into(),
         created_at: now - Duration::from_secs(3600),
         expires_at,
     }

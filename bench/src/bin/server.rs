@@ -57,7 +57,7 @@ async fn prefill(store: &MemoryStore, count: usize, bytes: usize) {
         let record = Record {
             id: Id::generate().expect("the OS has randomness"),
             version: 1,
-            data: data.clone(),
+            data: data.clone().into(),
             created_at: now,
             expires_at: now + Duration::from_secs(24 * 3600),
         };

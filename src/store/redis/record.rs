@@ -71,7 +71,7 @@ pub(super) fn decode(id: Id, value: &[u8]) -> Result<Record, Error> {
     Ok(Record {
         id,
         version,
-        data: data.to_vec(),
+        data: data.into(),
         created_at: from_ms(created),
         expires_at: from_ms(expires),
     })
@@ -121,7 +121,7 @@ mod tests {
         Record {
             id: Id::from_bytes([7; 16]),
             version: 0x0102_0304_0506_0708,
-            data: data.to_vec(),
+            data: data.into(),
             created_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             expires_at: UNIX_EPOCH + Duration::from_millis(1_700_000_360_456),
         }
