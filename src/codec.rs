@@ -55,13 +55,32 @@ pub(crate) fn values_named<'a>(
 ) -> impl Iterator<Item = &'a [u8]> {
     headers
         .into_iter()
-        .flat_map(|header| header.as_bytes().split(|&byte| byte == b';'))
+        .flat_map(|header| pairs(header.as_bytes()))
         .filter_map(move |pair| {
             let pair = pair.trim_ascii();
-            let (pair_name, value) = pair.split_at(pair.iter().position(|&byte| byte == b'=')?);
+            let (pair_name, value) = pair.split_at(memchr::memchr(b'=', pair)?);
             // `value` still starts with the `=`.
             (pair_name == name.as_bytes()).then(|| value.get(1..).unwrap_or_default())
         })
+}
+
+/// Splits a header line at every `;`, as `split` does, but finds the
+/// separators with `memchr` rather than one byte at a time.
+fn pairs(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(line);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match memchr::memchr(b';', current) {
+            Some(at) => {
+                rest = current.get(at + 1..);
+                current.get(..at)
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
 }
 
 /// The outcome of looking for the session cookie in a request.
@@ -195,6 +214,22 @@ mod tests {
         }
         assert_eq!(find(&[header("other=1")], "id", &ring), Found::Absent);
         assert_eq!(find(&[], "id", &ring), Found::Absent);
+    }
+
+    #[test]
+    fn lines_split_at_every_separator_like_split_does() {
+        for line in [
+            &b""[..],
+            b";",
+            b";;a",
+            b"a=1",
+            b"a=1;",
+            b" a=1 ; b=2;c",
+            b"x\xff;\x80=;id=v",
+        ] {
+            let expected: Vec<&[u8]> = line.split(|&byte| byte == b';').collect();
+            assert_eq!(pairs(line).collect::<Vec<_>>(), expected, "{line:?}");
+        }
     }
 
     #[test]

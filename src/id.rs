@@ -10,6 +10,10 @@ use crate::error::{Error, ErrorKind};
 /// The number of random bytes in a session id (128 bits).
 pub(crate) const ID_LEN: usize = 16;
 
+/// The length of an id's text form ([`Id::expose`]): unpadded base64 of
+/// [`ID_LEN`] bytes.
+pub(crate) const ID_TEXT_LEN: usize = 22;
+
 /// A session id: 128 bits from the operating system's CSPRNG.
 ///
 /// The id is the session's bearer secret, so its `Debug` output is redacted.
@@ -48,6 +52,15 @@ impl Id {
         URL_SAFE_NO_PAD.encode(self.0)
     }
 
+    /// Returns the text of [`Id::expose`] without allocating.
+    pub(crate) fn text(&self) -> [u8; ID_TEXT_LEN] {
+        let mut text = [0; ID_TEXT_LEN];
+        URL_SAFE_NO_PAD
+            .encode_slice(self.0, &mut text)
+            .expect("16 bytes encode to exactly 22 characters");
+        text
+    }
+
     /// Parses the text form returned by [`Id::expose`].
     ///
     /// # Errors
@@ -83,6 +96,14 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(Id::parse(&a.expose()).expect("canonical"), a);
         assert_eq!(Id::from_bytes(*a.as_bytes()), a);
+        for id in [
+            a,
+            b,
+            Id::from_bytes([0; ID_LEN]),
+            Id::from_bytes([0xff; ID_LEN]),
+        ] {
+            assert_eq!(id.text(), id.expose().as_bytes());
+        }
     }
 
     #[test]

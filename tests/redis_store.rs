@@ -332,3 +332,29 @@ async fn round_trips_per_request() {
         ])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_are_loaded_again_after_redis_forgets_them() {
+    let server = RedisServer::start().await;
+    let store = server.store().await;
+    let app = App::new(SessionLayer::new(store, key(1)));
+    let mut raw = server.client().await;
+    let value = app.start_session().await;
+
+    for round in 0..2 {
+        // As after a restart of Redis: the script cache is empty.
+        let flushed: String = raw.run(&[b"SCRIPT", b"FLUSH"]).await;
+        assert_eq!(flushed, "OK");
+        raw.reset_stats().await;
+        let reply = app.post(&format!("/set/k/v{round}"), Some(&value)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        // EVALSHA answered NOSCRIPT, the script was loaded, EVALSHA again.
+        let calls = raw.command_calls().await;
+        assert_eq!(calls.get("evalsha"), Some(&2), "{calls:?}");
+        assert_eq!(calls.get("script|load"), Some(&1), "{calls:?}");
+        assert_eq!(
+            app.get("/get/k", Some(&value)).await.body,
+            format!("v{round}")
+        );
+    }
+}

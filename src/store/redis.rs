@@ -19,6 +19,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::io::Write as _;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
@@ -26,10 +27,10 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, IntoConnectionInfo, RedisError, RedisResult, Script, Value};
+use redis::{Cmd, IntoConnectionInfo, RedisError, RedisWrite, Script, ToRedisArgs, Value};
 
 use crate::error::{Error, ErrorKind};
-use crate::id::Id;
+use crate::id::{ID_TEXT_LEN, Id};
 use crate::store::{Created, Record, Rotated, SessionStore, Updated};
 
 mod record;
@@ -297,60 +298,92 @@ impl RedisStore {
     }
 
     /// Returns the Redis key of a session: the prefix, then the id's text.
-    fn key(&self, id: &Id) -> Vec<u8> {
-        let id = id.expose();
-        let mut key = Vec::with_capacity(self.prefix.len() + id.len());
-        key.extend_from_slice(self.prefix.as_bytes());
-        key.extend_from_slice(id.as_bytes());
-        key
+    fn key(&self, id: &Id) -> SessionKey<'_> {
+        SessionKey {
+            prefix: &self.prefix,
+            id: id.text(),
+        }
     }
 
     /// Runs `call` under the store's timeout, mapping its errors.
-    async fn bounded<T>(&self, call: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .unwrap_or_else(|elapsed| Err(Error::new(ErrorKind::Timeout, elapsed)))
+    ///
+    /// Not an `async fn`: that would keep `call` twice in its state, once as
+    /// the argument and once inside the timeout, and a store call's future
+    /// (boxed once per call by `async_trait`) would grow past the size that
+    /// the allocator serves from its fast lists.
+    fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, Error>>,
+    ) -> impl Future<Output = Result<T, Error>> {
+        let bounded = tokio::time::timeout(self.timeout, call);
+        async move {
+            bounded
+                .await
+                .unwrap_or_else(|elapsed| Err(Error::new(ErrorKind::Timeout, elapsed)))
+        }
     }
 
     /// Sends one command.
     async fn query(&self, cmd: &Cmd) -> Result<Value, Error> {
-        let result = match &self.connection {
+        self.send(cmd).await.map_err(redis_error)
+    }
+
+    async fn send(&self, cmd: &Cmd) -> Result<Value, RedisError> {
+        match &self.connection {
             Connection::Single(connection) => cmd.query_async(&mut connection.clone()).await,
             Connection::Cluster(connection) => cmd.query_async(&mut connection.clone()).await,
-        };
-        result.map_err(redis_error)
+        }
     }
 
     /// Runs one of the scripts on `key`, with `header` and then `args` as
     /// arguments; returns whether it acted.
+    ///
+    /// The `EVALSHA` command is built here rather than by redis-rs's
+    /// `ScriptInvocation`, which copies every argument into a `Vec` of its
+    /// own first. When Redis answers `NOSCRIPT` (after a restart or a
+    /// `SCRIPT FLUSH`), the script is loaded and the call sent again.
     async fn script(
         &self,
         script: &Script,
-        key: &[u8],
+        key: SessionKey<'_>,
         header: &[u8],
-        args: &[&[u8]],
+        args: impl ToRedisArgs,
     ) -> Result<bool, Error> {
-        let mut invocation = script.key(key);
-        invocation.arg(header);
-        for arg in args {
-            invocation.arg(*arg);
-        }
-        let result: RedisResult<i64> = match &self.connection {
-            Connection::Single(connection) => {
-                invocation.invoke_async(&mut connection.clone()).await
+        // Room for the name, the hash, the key, the header and the deadline;
+        // a record reserves its own room as it is written.
+        let mut cmd = Cmd::with_capacity(8, 160);
+        cmd.arg("EVALSHA")
+            .arg(script.get_hash())
+            .arg(1)
+            .arg(key)
+            .arg(header)
+            .arg(args);
+        let reply = match self.send(&cmd).await {
+            // Rare, so boxed: its state stays out of every call's future.
+            Err(error) if error.code() == Some("NOSCRIPT") => {
+                Box::pin(self.load_and_send(script, &cmd)).await?
             }
-            Connection::Cluster(connection) => {
-                invocation.invoke_async(&mut connection.clone()).await
-            }
+            reply => reply.map_err(redis_error)?,
         };
-        result.map(|acted| acted == 1).map_err(redis_error)
+        Ok(matches!(reply, Value::Int(1)))
+    }
+
+    /// Loads `script` into Redis, then sends `cmd` again.
+    async fn load_and_send(&self, script: &Script, cmd: &Cmd) -> Result<Value, Error> {
+        let loaded = match &self.connection {
+            Connection::Single(connection) => script.load_async(&mut connection.clone()).await,
+            Connection::Cluster(connection) => script.load_async(&mut connection.clone()).await,
+        };
+        loaded.map_err(redis_error)?;
+        self.query(cmd).await
     }
 
     /// Stores `record` under its id if the key is free.
     async fn set_if_absent(&self, record: &Record) -> Result<Created, Error> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(&record.id))
-            .arg(record::encode(record))
+        let mut cmd = Cmd::with_capacity(6, 96);
+        cmd.arg("SET")
+            .arg(self.key(&record.id))
+            .arg(Encoded(record))
             .arg("NX")
             .arg("PXAT")
             .arg(record::pxat(record.expires_at));
@@ -376,6 +409,36 @@ impl fmt::Debug for RedisStore {
     }
 }
 
+/// No further script arguments (`None` writes none).
+const NO_ARGS: Option<&[u8]> = None;
+
+/// A session's Redis key, written straight into a command's buffer.
+#[derive(Clone, Copy)]
+struct SessionKey<'a> {
+    prefix: &'a str,
+    id: [u8; ID_TEXT_LEN],
+}
+
+impl ToRedisArgs for SessionKey<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        let mut arg = out.writer_for_next_arg();
+        // The writer appends to the command's buffer: it cannot fail.
+        let _ = arg.write_all(self.prefix.as_bytes());
+        let _ = arg.write_all(&self.id);
+    }
+}
+
+/// A record's value (see [`record`]), written straight into a command's
+/// buffer.
+struct Encoded<'a>(&'a Record);
+
+impl ToRedisArgs for Encoded<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        out.reserve_space_for_args([record::len(self.0)]);
+        record::write(self.0, &mut out.writer_for_next_arg());
+    }
+}
+
 /// Maps a client error: a key of the wrong type is foreign data under a
 /// session key, and so a decoding error; a bad URL is a configuration
 /// error; everything else is a store error.
@@ -392,8 +455,8 @@ fn redis_error(error: RedisError) -> Error {
 impl SessionStore for RedisStore {
     async fn load(&self, id: &Id) -> Result<Option<Record>, Error> {
         self.bounded(async {
-            let mut cmd = redis::cmd("GET");
-            cmd.arg(self.key(id));
+            let mut cmd = Cmd::with_capacity(2, 64);
+            cmd.arg("GET").arg(self.key(id));
             let stored = match self.query(&cmd).await? {
                 Value::Nil => return Ok(None),
                 Value::BulkString(bytes) => bytes,
@@ -416,12 +479,9 @@ impl SessionStore for RedisStore {
             let written = self
                 .script(
                     &UPDATE,
-                    &self.key(&record.id),
+                    self.key(&record.id),
                     &record::header(expected_version),
-                    &[
-                        &record::encode(record),
-                        record::pxat(record.expires_at).to_string().as_bytes(),
-                    ],
+                    (Encoded(record), record::pxat(record.expires_at)),
                 )
                 .await?;
             Ok(if written {
@@ -435,8 +495,8 @@ impl SessionStore for RedisStore {
 
     async fn delete(&self, id: &Id) -> Result<(), Error> {
         self.bounded(async {
-            let mut cmd = redis::cmd("DEL");
-            cmd.arg(self.key(id));
+            let mut cmd = Cmd::with_capacity(2, 64);
+            cmd.arg("DEL").arg(self.key(id));
             self.query(&cmd).await.map(drop)
         })
         .await
@@ -466,9 +526,9 @@ impl SessionStore for RedisStore {
             let moved = self
                 .script(
                     &DELETE_IF,
-                    &self.key(old),
+                    self.key(old),
                     &record::header(expected_version),
-                    &[],
+                    NO_ARGS,
                 )
                 .await?;
             if moved {
@@ -479,9 +539,9 @@ impl SessionStore for RedisStore {
             // layer reload.
             self.script(
                 &DELETE_IF,
-                &self.key(&record.id),
+                self.key(&record.id),
                 &record::header(record.version),
-                &[],
+                NO_ARGS,
             )
             .await?;
             Ok(Rotated::Stale)

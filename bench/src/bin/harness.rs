@@ -7,10 +7,10 @@
 //! Settings, from the environment:
 //!
 //! - `BENCH_RUNS` (3) and `BENCH_SECS` (5): rounds and seconds per run. All
-//!   servers start first; each round runs every case once, with a bare-axum
-//!   run before and after it, and a case's ratio in a round is its rate over
-//!   the mean of those two. A case reports its median run, its median ratio
-//!   and the range of its ratios. The protocol is 5 runs of 10 s.
+//!   servers start first; each round runs every case once, each between two
+//!   bare-axum runs, and a case's ratio in a round is its rate over the mean
+//!   of those two. A case reports its median run, its median ratio and the
+//!   range of its ratios. The protocol is 5 runs of 10 s.
 //! - `BENCH_WARMUP_SECS` (1): an uncounted wrk run of every case first.
 //! - `BENCH_CONNECTIONS` (64) and `BENCH_THREADS` (1 when pinned, else 2):
 //!   wrk's `-c` and `-t`.
@@ -506,10 +506,10 @@ fn main() {
         .collect();
 
     // Every server starts (and makes its sessions) first; then each round
-    // runs every case once, bare axum before the round and after it. A
-    // case's ratio in a round is its rate over the mean of the two bare runs
-    // around it, so a drift of the machine's speed during the run (other
-    // tenants, frequency) does not turn into a difference between subjects.
+    // runs every case once, each between two bare-axum runs. A case's ratio
+    // in a round is its rate over the mean of the two bare runs around it,
+    // so a drift of the machine's speed during the run (other tenants,
+    // frequency) does not turn into a difference between subjects.
     let servers: Vec<(Server, Option<PathBuf>)> = cases
         .iter()
         .map(|case| {
@@ -545,15 +545,12 @@ fn main() {
     let mut bare_runs = vec![wrk(&settings, &bare_url, secs, Some(&bare_script))];
     let mut case_runs: Vec<Vec<(Run, f64)>> = vec![Vec::new(); servers.len()];
     for round in 0..runs.max(1) {
-        let measured: Vec<Run> = urls
-            .iter()
-            .zip(&servers)
-            .map(|(url, (_, script))| wrk(&settings, url, secs, script.as_deref()))
-            .collect();
-        bare_runs.push(wrk(&settings, &bare_url, secs, Some(&bare_script)));
-        let bare_rps = (bare_runs[round].rps + bare_runs[round + 1].rps) / 2.0;
-        for (runs, run) in case_runs.iter_mut().zip(measured) {
-            runs.push((run, run.rps / bare_rps));
+        for ((url, (_, script)), runs) in urls.iter().zip(&servers).zip(&mut case_runs) {
+            let run = wrk(&settings, url, secs, script.as_deref());
+            let before = bare_runs.last().map_or(f64::NAN, |bare| bare.rps);
+            let after = wrk(&settings, &bare_url, secs, Some(&bare_script));
+            runs.push((run, run.rps / ((before + after.rps) / 2.0)));
+            bare_runs.push(after);
         }
         println!("round {} of {} done", round + 1, runs.max(1));
     }

@@ -14,6 +14,7 @@
 //! never read or parse the data. Times are kept in whole milliseconds,
 //! rounded down; a time before the epoch is kept as the epoch.
 
+use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, ErrorKind};
@@ -39,13 +40,26 @@ pub(super) fn header(version: u64) -> [u8; HEADER_LEN] {
     header
 }
 
-/// Encodes `record` (its id is the key, not part of the value).
-pub(super) fn encode(record: &Record) -> Vec<u8> {
-    let mut value = Vec::with_capacity(PREFIX_LEN + record.data.len());
-    value.extend_from_slice(&header(record.version));
-    value.extend_from_slice(&to_ms(record.created_at).to_be_bytes());
-    value.extend_from_slice(&to_ms(record.expires_at).to_be_bytes());
-    value.extend_from_slice(&record.data);
+/// Returns the length of the value of `record`.
+pub(super) fn len(record: &Record) -> usize {
+    PREFIX_LEN + record.data.len()
+}
+
+/// Writes the value of `record` (its id is the key, not part of the value)
+/// to `out`, an in-memory buffer.
+pub(super) fn write(record: &Record, out: &mut impl Write) {
+    // Writing to memory cannot fail.
+    let _ = out.write_all(&header(record.version));
+    let _ = out.write_all(&to_ms(record.created_at).to_be_bytes());
+    let _ = out.write_all(&to_ms(record.expires_at).to_be_bytes());
+    let _ = out.write_all(&record.data);
+}
+
+/// Returns the value of `record`.
+#[cfg(test)]
+fn encode(record: &Record) -> Vec<u8> {
+    let mut value = Vec::with_capacity(len(record));
+    write(record, &mut value);
     value
 }
 
