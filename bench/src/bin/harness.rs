@@ -11,6 +11,10 @@
 //!   bare-axum runs, and a case's ratio in a round is its rate over the mean
 //!   of those two. A case reports its median run, its median ratio and the
 //!   range of its ratios. The protocol is 5 runs of 10 s.
+//!   Each run also reads the server's CPU time (`/proc/<pid>/task/*/schedstat`)
+//!   and reports it per request, and bare axum's CPU per request over the
+//!   case's: the ratio a server-bound machine would reach, which does not
+//!   depend on how fast wrk is at the time.
 //! - `BENCH_WARMUP_SECS` (1): an uncounted wrk run of every case first.
 //! - `BENCH_CONNECTIONS` (64) and `BENCH_THREADS` (1 when pinned, else 2):
 //!   wrk's `-c` and `-t`.
@@ -267,6 +271,9 @@ struct Run {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+    /// The server's CPU time (all its threads, user and kernel) per
+    /// request, in microseconds.
+    cpu_us: f64,
 }
 
 /// Parses `12.34us`, `1.2ms` or `1.00s` into milliseconds.
@@ -350,6 +357,36 @@ struct Settings {
     threads: usize,
 }
 
+/// Returns the CPU time that process `pid` has used so far, all threads, in
+/// nanoseconds (`/proc/<pid>/task/*/schedstat`, first field).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Runs wrk against `server` and adds the server's CPU time per request.
+fn measure(
+    settings: &Settings,
+    server: &Server,
+    url: &str,
+    secs: usize,
+    script: Option<&Path>,
+) -> Run {
+    let pid = server.child.id();
+    let before = cpu_ns(pid);
+    let started = Instant::now();
+    let mut run = wrk(settings, url, secs, script);
+    let requests = run.rps * started.elapsed().as_secs_f64();
+    run.cpu_us = cpu_ns(pid).saturating_sub(before) as f64 / 1000.0 / requests;
+    run
+}
+
 fn wrk(settings: &Settings, url: &str, secs: usize, script: Option<&Path>) -> Run {
     let mut command = pinned(CLIENT_CPU, Path::new("wrk"));
     command
@@ -370,6 +407,16 @@ fn wrk(settings: &Settings, url: &str, secs: usize, script: Option<&Path>) -> Ru
         .output()
         .expect("wrk is installed (apt-get install wrk)");
     parse_wrk(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// A case's rate and CPU cost against the bare-axum runs around it.
+#[derive(Clone, Copy)]
+struct Ratios {
+    /// Requests/s over bare axum's.
+    rps: f64,
+    /// Bare axum's server CPU per request over the case's: the ratio of the
+    /// rates a server-bound machine would reach.
+    cpu: f64,
 }
 
 /// Returns the run with the median requests/s.
@@ -542,14 +589,20 @@ fn main() {
             wrk(&settings, url, warmup, script.as_deref());
         }
     }
-    let mut bare_runs = vec![wrk(&settings, &bare_url, secs, Some(&bare_script))];
-    let mut case_runs: Vec<Vec<(Run, f64)>> = vec![Vec::new(); servers.len()];
+    let bare_run =
+        |settings: &Settings| measure(settings, &bare, &bare_url, secs, Some(&bare_script));
+    let mut bare_runs = vec![bare_run(&settings)];
+    let mut case_runs: Vec<Vec<(Run, Ratios)>> = vec![Vec::new(); servers.len()];
     for round in 0..runs.max(1) {
-        for ((url, (_, script)), runs) in urls.iter().zip(&servers).zip(&mut case_runs) {
-            let run = wrk(&settings, url, secs, script.as_deref());
-            let before = bare_runs.last().map_or(f64::NAN, |bare| bare.rps);
-            let after = wrk(&settings, &bare_url, secs, Some(&bare_script));
-            runs.push((run, run.rps / ((before + after.rps) / 2.0)));
+        for ((url, (server, script)), runs) in urls.iter().zip(&servers).zip(&mut case_runs) {
+            let run = measure(&settings, server, url, secs, script.as_deref());
+            let before = bare_runs.last().copied().unwrap_or_default();
+            let after = bare_run(&settings);
+            let ratios = Ratios {
+                rps: run.rps / ((before.rps + after.rps) / 2.0),
+                cpu: (before.cpu_us + after.cpu_us) / 2.0 / run.cpu_us,
+            };
+            runs.push((run, ratios));
             bare_runs.push(after);
         }
         println!("round {} of {} done", round + 1, runs.max(1));
@@ -558,27 +611,34 @@ fn main() {
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "| subject | case | requests/s | p50 ms | p99 ms | vs bare axum | ratio range | errors |"
+        "| subject | case | requests/s | p50 ms | p99 ms | vs bare axum | ratio range | server CPU µs/req | CPU vs bare | errors |"
     );
-    let _ = writeln!(table, "|---|---|---:|---:|---:|---:|---:|---:|");
-    let bare_run = median_run(&bare_runs);
+    let _ = writeln!(table, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let bare_median = median_run(&bare_runs);
+    let mut bare_cpu: Vec<f64> = bare_runs.iter().map(|run| run.cpu_us).collect();
+    bare_cpu.sort_by(f64::total_cmp);
     let _ = writeln!(
         table,
-        "| axum 0.8 | bare axum, atomic counter (the limit) | {:.0} | {:.2} | {:.2} | 1.00 | {:.0}–{:.0} req/s | {} |",
-        bare_run.rps,
-        bare_run.p50_ms,
-        bare_run.p99_ms,
+        "| axum 0.8 | bare axum, atomic counter (the limit) | {:.0} | {:.2} | {:.2} | 1.00 | {:.0}–{:.0} req/s | {:.2} | 1.00 | {} |",
+        bare_median.rps,
+        bare_median.p50_ms,
+        bare_median.p99_ms,
         bare_runs
             .iter()
             .map(|run| run.rps)
             .fold(f64::INFINITY, f64::min),
         bare_runs.iter().map(|run| run.rps).fold(0.0, f64::max),
+        bare_cpu[bare_cpu.len() / 2],
         bare_runs.iter().map(|run| run.errors).sum::<u64>()
     );
     for (case, runs) in cases.iter().zip(&case_runs) {
         let run = median_run(&runs.iter().map(|(run, _)| *run).collect::<Vec<_>>());
-        let mut ratios: Vec<f64> = runs.iter().map(|(_, ratio)| *ratio).collect();
+        let mut ratios: Vec<f64> = runs.iter().map(|(_, ratios)| ratios.rps).collect();
         ratios.sort_by(f64::total_cmp);
+        let mut cpu_ratios: Vec<f64> = runs.iter().map(|(_, ratios)| ratios.cpu).collect();
+        cpu_ratios.sort_by(f64::total_cmp);
+        let mut cpu: Vec<f64> = runs.iter().map(|(run, _)| run.cpu_us).collect();
+        cpu.sort_by(f64::total_cmp);
         let subject = match case.subject {
             "sl-memory" => "session-layer, MemoryStore",
             "ts-memory" => "tower-sessions 0.15, MemoryStore",
@@ -587,7 +647,7 @@ fn main() {
         };
         let _ = writeln!(
             table,
-            "| {subject} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2}–{:.2} | {} |",
+            "| {subject} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2}–{:.2} | {:.2} | {:.2} | {} |",
             case.label,
             run.rps,
             run.p50_ms,
@@ -595,6 +655,8 @@ fn main() {
             ratios[ratios.len() / 2],
             ratios[0],
             ratios[ratios.len() - 1],
+            cpu[cpu.len() / 2],
+            cpu_ratios[cpu_ratios.len() / 2],
             runs.iter().map(|(run, _)| run.errors).sum::<u64>()
         );
     }
