@@ -8,8 +8,8 @@
 //!
 //! - `BENCH_RUNS` (3) and `BENCH_SECS` (5): rounds and seconds per run. All
 //!   servers start first; each round runs every case once, each between two
-//!   bare-axum runs, and a case's ratio in a round is its rate over the mean
-//!   of those two. A case reports its median run, its median ratio and the
+//!   bare-axum runs driven the same way (cookie script or no cookie), and a
+//!   case's ratio in a round is its rate over the mean of those two. A case reports its median run, its median ratio and the
 //!   range of its ratios. The protocol is 5 runs of 10 s.
 //!   Each run also reads the server's CPU time (`/proc/<pid>/task/*/schedstat`)
 //!   and reports it per request, and bare axum's CPU per request over the
@@ -553,10 +553,12 @@ fn main() {
         .collect();
 
     // Every server starts (and makes its sessions) first; then each round
-    // runs every case once, each between two bare-axum runs. A case's ratio
-    // in a round is its rate over the mean of the two bare runs around it,
-    // so a drift of the machine's speed during the run (other tenants,
-    // frequency) does not turn into a difference between subjects.
+    // runs every case once, each between two bare-axum runs driven the same
+    // way (with the cookie script, or without a cookie). A case's ratio in a
+    // round is its rate over the mean of the two bare runs around it, so a
+    // drift of the machine's speed during the run (other tenants, frequency)
+    // does not turn into a difference between subjects, and wrk's own cost,
+    // which differs with and without the script, is the same on both sides.
     let servers: Vec<(Server, Option<PathBuf>)> = cases
         .iter()
         .map(|case| {
@@ -585,25 +587,38 @@ fn main() {
     let warmup = env_or("BENCH_WARMUP_SECS", 1);
     if warmup > 0 {
         wrk(&settings, &bare_url, warmup, Some(&bare_script));
+        wrk(&settings, &bare_url, warmup, None);
         for (url, (_, script)) in urls.iter().zip(&servers) {
             wrk(&settings, url, warmup, script.as_deref());
         }
     }
-    let bare_run =
-        |settings: &Settings| measure(settings, &bare, &bare_url, secs, Some(&bare_script));
-    let mut bare_runs = vec![bare_run(&settings)];
+    // `bare_runs[1]` with the cookie script, `bare_runs[0]` without a cookie.
+    let mut bare_runs: [Vec<Run>; 2] = [Vec::new(), Vec::new()];
+    let mut bare_run = |cookies: bool| {
+        let script = cookies.then_some(bare_script.as_path());
+        let run = measure(&settings, &bare, &bare_url, secs, script);
+        bare_runs[usize::from(cookies)].push(run);
+        run
+    };
+    // The latest bare run, and whether it sent the cookie.
+    let mut last: Option<(bool, Run)> = None;
     let mut case_runs: Vec<Vec<(Run, Ratios)>> = vec![Vec::new(); servers.len()];
     for round in 0..runs.max(1) {
-        for ((url, (server, script)), runs) in urls.iter().zip(&servers).zip(&mut case_runs) {
+        for (((case, url), (server, script)), runs) in
+            cases.iter().zip(&urls).zip(&servers).zip(&mut case_runs)
+        {
+            let before = match last {
+                Some((cookies, run)) if cookies == case.cookies => run,
+                _ => bare_run(case.cookies),
+            };
             let run = measure(&settings, server, url, secs, script.as_deref());
-            let before = bare_runs.last().copied().unwrap_or_default();
-            let after = bare_run(&settings);
+            let after = bare_run(case.cookies);
+            last = Some((case.cookies, after));
             let ratios = Ratios {
                 rps: run.rps / ((before.rps + after.rps) / 2.0),
                 cpu: (before.cpu_us + after.cpu_us) / 2.0 / run.cpu_us,
             };
             runs.push((run, ratios));
-            bare_runs.push(after);
         }
         println!("round {} of {} done", round + 1, runs.max(1));
     }
@@ -614,23 +629,29 @@ fn main() {
         "| subject | case | requests/s | p50 ms | p99 ms | vs bare axum | ratio range | server CPU µs/req | CPU vs bare | errors |"
     );
     let _ = writeln!(table, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let bare_median = median_run(&bare_runs);
-    let mut bare_cpu: Vec<f64> = bare_runs.iter().map(|run| run.cpu_us).collect();
-    bare_cpu.sort_by(f64::total_cmp);
-    let _ = writeln!(
-        table,
-        "| axum 0.8 | bare axum, atomic counter (the limit) | {:.0} | {:.2} | {:.2} | 1.00 | {:.0}–{:.0} req/s | {:.2} | 1.00 | {} |",
-        bare_median.rps,
-        bare_median.p50_ms,
-        bare_median.p99_ms,
-        bare_runs
-            .iter()
-            .map(|run| run.rps)
-            .fold(f64::INFINITY, f64::min),
-        bare_runs.iter().map(|run| run.rps).fold(0.0, f64::max),
-        bare_cpu[bare_cpu.len() / 2],
-        bare_runs.iter().map(|run| run.errors).sum::<u64>()
-    );
+    for (cookies, label) in [
+        (true, "bare axum, atomic counter (the limit), cookie sent"),
+        (false, "bare axum, atomic counter (the limit), no cookie"),
+    ] {
+        let runs = &bare_runs[usize::from(cookies)];
+        if runs.is_empty() {
+            continue;
+        }
+        let median = median_run(runs);
+        let mut cpu: Vec<f64> = runs.iter().map(|run| run.cpu_us).collect();
+        cpu.sort_by(f64::total_cmp);
+        let _ = writeln!(
+            table,
+            "| axum 0.8 | {label} | {:.0} | {:.2} | {:.2} | 1.00 | {:.0}–{:.0} req/s | {:.2} | 1.00 | {} |",
+            median.rps,
+            median.p50_ms,
+            median.p99_ms,
+            runs.iter().map(|run| run.rps).fold(f64::INFINITY, f64::min),
+            runs.iter().map(|run| run.rps).fold(0.0, f64::max),
+            cpu[cpu.len() / 2],
+            runs.iter().map(|run| run.errors).sum::<u64>()
+        );
+    }
     for (case, runs) in cases.iter().zip(&case_runs) {
         let run = median_run(&runs.iter().map(|(run, _)| *run).collect::<Vec<_>>());
         let mut ratios: Vec<f64> = runs.iter().map(|(_, ratios)| ratios.rps).collect();
