@@ -27,6 +27,10 @@
 //! - `BENCH_SUBJECTS` (all): a comma-separated list of the subjects to
 //!   measure (`sl-memory`, `ts-memory`, `sl-redis`, `ts-redis`); bare axum is
 //!   always measured.
+//! - `BENCH_BASELINE` (unset): the `server` binary built from another
+//!   revision of session-layer (`bench/` copied into a checkout of it); its
+//!   session-layer cases run in the same rounds, to compare two revisions on
+//!   one machine at one time.
 //!
 //! Results are also written to `bench/results/` (`table.md`, `scaling.csv`),
 //! and `bench/plot.py` draws `bench/plots/*.png` from them when python3 has
@@ -91,9 +95,19 @@ struct Server {
 
 impl Server {
     fn start(subject: &str, env: &[(&str, String)]) -> Self {
-        let binary = std::env::current_exe()
-            .expect("the harness knows its path")
-            .with_file_name("server");
+        Self::start_binary(subject, env, None)
+    }
+
+    /// Starts `binary` (by default the `server` built beside the harness).
+    fn start_binary(subject: &str, env: &[(&str, String)], binary: Option<&Path>) -> Self {
+        let binary = binary.map_or_else(
+            || {
+                std::env::current_exe()
+                    .expect("the harness knows its path")
+                    .with_file_name("server")
+            },
+            Path::to_path_buf,
+        );
         let mut command = pinned(SERVER_CPU, &binary);
         command.arg(subject).stdout(Stdio::piped());
         if pin() {
@@ -439,11 +453,14 @@ fn median(settings: &Settings, url: &str, runs: usize, secs: usize, script: Opti
     median_run(&all)
 }
 
+#[derive(Clone)]
 struct Case {
     subject: &'static str,
     label: &'static str,
     path: &'static str,
     cookies: bool,
+    /// Served by the `BENCH_BASELINE` binary instead of this build's.
+    baseline: bool,
 }
 
 fn main() {
@@ -476,81 +493,107 @@ fn main() {
             label: "untouched route (cookie sent, not extracted)",
             path: "/untouched",
             cookies: true,
+            baseline: false,
         },
         Case {
             subject: "sl-memory",
             label: "read-only",
             path: "/read",
             cookies: true,
+            baseline: false,
         },
         Case {
             subject: "sl-memory",
             label: "read + write counter",
             path: "/write",
             cookies: true,
+            baseline: false,
         },
         Case {
             subject: "sl-memory",
             label: "anonymous, nothing written",
             path: "/read",
             cookies: false,
+            baseline: false,
         },
         Case {
             subject: "sl-memory",
             label: "anonymous, writes (new session each)",
             path: "/write",
             cookies: false,
+            baseline: false,
         },
         Case {
             subject: "ts-memory",
             label: "untouched route (cookie sent, not extracted)",
             path: "/untouched",
             cookies: true,
+            baseline: false,
         },
         Case {
             subject: "ts-memory",
             label: "read-only",
             path: "/read",
             cookies: true,
+            baseline: false,
         },
         Case {
             subject: "ts-memory",
             label: "read + write counter",
             path: "/write",
             cookies: true,
+            baseline: false,
         },
         Case {
             subject: "ts-memory",
             label: "anonymous, nothing written",
             path: "/read",
             cookies: false,
+            baseline: false,
         },
         Case {
             subject: "ts-memory",
             label: "anonymous, writes (new session each)",
             path: "/write",
             cookies: false,
+            baseline: false,
         },
         Case {
             subject: "sl-redis",
             label: "Redis: read + write counter",
             path: "/write",
             cookies: true,
+            baseline: false,
         },
         Case {
             subject: "ts-redis",
             label: "Redis: read + write counter",
             path: "/write",
             cookies: true,
+            baseline: false,
         },
     ];
     // `BENCH_SUBJECTS=sl-memory,ts-memory` measures only those subjects
     // (bare axum is always measured).
     let only = std::env::var("BENCH_SUBJECTS").unwrap_or_default();
-    let cases: Vec<Case> = all_cases
+    let mut cases: Vec<Case> = all_cases
         .into_iter()
         .filter(|case| only.is_empty() || only.split(',').any(|name| name == case.subject))
         .collect();
+    // `BENCH_BASELINE=<path>`: the `server` binary of another revision of
+    // session-layer, measured in the same rounds as this one.
+    let baseline = std::env::var_os("BENCH_BASELINE").map(PathBuf::from);
+    if baseline.is_some() {
+        let again: Vec<Case> = cases
+            .iter()
+            .filter(|case| case.subject.starts_with("sl-"))
+            .map(|case| Case {
+                baseline: true,
+                ..case.clone()
+            })
+            .collect();
+        cases.extend(again);
+    }
 
     // Every server starts (and makes its sessions) first; then each round
     // runs every case once, each between two bare-axum runs driven the same
@@ -567,7 +610,8 @@ fn main() {
             } else {
                 &[]
             };
-            let server = Server::start(case.subject, env);
+            let binary = baseline.as_deref().filter(|_| case.baseline);
+            let server = Server::start_binary(case.subject, env, binary);
             let script = case
                 .cookies
                 .then(|| cookie_script(&results, &server, &server.cookies(0)));
@@ -660,10 +704,12 @@ fn main() {
         cpu_ratios.sort_by(f64::total_cmp);
         let mut cpu: Vec<f64> = runs.iter().map(|(run, _)| run.cpu_us).collect();
         cpu.sort_by(f64::total_cmp);
-        let subject = match case.subject {
-            "sl-memory" => "session-layer, MemoryStore",
-            "ts-memory" => "tower-sessions 0.15, MemoryStore",
-            "sl-redis" => "session-layer, RedisStore",
+        let subject = match (case.subject, case.baseline) {
+            ("sl-memory", false) => "session-layer, MemoryStore",
+            ("sl-memory", true) => "baseline session-layer, MemoryStore",
+            ("ts-memory", _) => "tower-sessions 0.15, MemoryStore",
+            ("sl-redis", false) => "session-layer, RedisStore",
+            ("sl-redis", true) => "baseline session-layer, RedisStore",
             _ => "tower-sessions 0.14, RedisStore 0.16",
         };
         let _ = writeln!(
