@@ -92,17 +92,11 @@ impl Data {
         };
         let json = record.get(1..).unwrap_or_default();
         let mut deserializer = serde_json::Deserializer::from_slice(json);
+        // Offsets are taken within the whole record, flag byte included.
         let mut index = deserializer
-            .deserialize_map(IndexVisitor { json })
+            .deserialize_map(IndexVisitor { record: &record })
             .and_then(|index| deserializer.end().map(|()| index))
             .map_err(|error| Error::new(ErrorKind::Deserialize, error))?;
-        // The offsets are relative to the JSON, which starts after the flag.
-        for entry in &mut index {
-            entry.value = entry.value.start + 1..entry.value.end + 1;
-            if let EntryKey::InRecord(range) = &mut entry.key {
-                *range = range.start + 1..range.end + 1;
-            }
-        }
         // Records this crate wrote are sorted and have no duplicate keys;
         // for any other, the last value of a key wins, as in a JSON map.
         if !index
@@ -159,15 +153,6 @@ impl Data {
         decoded
             .map(Some)
             .map_err(|error| Error::new(ErrorKind::Deserialize, error))
-    }
-
-    /// Returns the value of `key` as JSON (for re-applying an update).
-    ///
-    /// # Errors
-    ///
-    /// Fails with [`ErrorKind::Deserialize`] if the stored text is not JSON.
-    pub(crate) fn value(&self, key: &str) -> Result<Option<Value>, Error> {
-        self.get(key)
     }
 
     /// Returns whether `key` has a value.
@@ -318,16 +303,16 @@ impl fmt::Debug for Data {
     }
 }
 
-/// Returns where `part`, borrowed from `json`, sits within it.
-fn offset(json: &[u8], part: &str) -> Option<Range<usize>> {
-    let start = part.as_ptr().addr().checked_sub(json.as_ptr().addr())?;
+/// Returns where `part`, borrowed from `record`, sits within it.
+fn offset(record: &[u8], part: &str) -> Option<Range<usize>> {
+    let start = part.as_ptr().addr().checked_sub(record.as_ptr().addr())?;
     let end = start.checked_add(part.len())?;
-    (end <= json.len()).then_some(start..end)
+    (end <= record.len()).then_some(start..end)
 }
 
 /// Reads a JSON object into an index of its keys and values.
 struct IndexVisitor<'de> {
-    json: &'de [u8],
+    record: &'de [u8],
 }
 
 impl<'de> Visitor<'de> for IndexVisitor<'de> {
@@ -339,9 +324,11 @@ impl<'de> Visitor<'de> for IndexVisitor<'de> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<Entry>, A::Error> {
         let mut index = Vec::new();
-        while let Some(key) = map.next_key_seed(KeySeed { json: self.json })? {
+        while let Some(key) = map.next_key_seed(KeySeed {
+            record: self.record,
+        })? {
             let value: &'de RawValue = map.next_value()?;
-            let value = offset(self.json, value.get())
+            let value = offset(self.record, value.get())
                 .ok_or_else(|| de::Error::custom("a value outside the record"))?;
             index.push(Entry { key, value });
         }
@@ -352,7 +339,7 @@ impl<'de> Visitor<'de> for IndexVisitor<'de> {
 /// Reads one key: its place in the record if the JSON did not escape it,
 /// else its unescaped text.
 struct KeySeed<'de> {
-    json: &'de [u8],
+    record: &'de [u8],
 }
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'de> {
@@ -371,7 +358,7 @@ impl<'de> Visitor<'de> for KeySeed<'de> {
     }
 
     fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<EntryKey, E> {
-        offset(self.json, key)
+        offset(self.record, key)
             .map(EntryKey::InRecord)
             .ok_or_else(|| E::custom("a key outside the record"))
     }
@@ -523,7 +510,10 @@ mod tests {
         assert!(data.record().is_empty());
         assert_eq!(&*data.encode(false).expect("encodes"), b"\x00{}");
         data.set("k", Value::from("v"));
-        assert_eq!(data.value("k").expect("json"), Some(Value::from("v")));
+        assert_eq!(
+            data.get::<Value>("k").expect("json"),
+            Some(Value::from("v"))
+        );
         assert_eq!(&*data.encode(true).expect("encodes"), b"\x01{\"k\":\"v\"}");
     }
 

@@ -286,7 +286,7 @@ pub(crate) fn apply(
                 data.remove(key);
             }
             Change::Update(key, f) => {
-                let value = f(data.value(key)?.as_ref())?;
+                let value = f(data.get::<Value>(key)?.as_ref())?;
                 data.set(key, value);
             }
             Change::Clear => data.clear(),
