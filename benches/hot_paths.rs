@@ -1,7 +1,7 @@
 //! Criterion micro-benchmarks of the layer's hot paths, through the public API
-//! (and the `fuzzing` feature's hook for the cookie verifier).
+//! (and the `_fuzzing` feature's hook for the cookie verifier).
 //!
-//! Run with: `cargo bench --features fuzzing --bench hot_paths`
+//! Run with: `cargo bench --features _fuzzing --bench hot_paths`
 //! (`-- --test` runs each benchmark once, as CI does).
 //!
 //! - `cookie/verify`: finding and verifying the session cookie in a

@@ -1,301 +1,371 @@
-//! Cookie attributes, their validation, and the `Set-Cookie` values built
-//! from them.
+//! The layer's configuration: the builder with its validation, and the
+//! runtime context every request of one layer shares.
 
-use std::time::Duration;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use cookie::{Cookie, SameSite};
-use http::HeaderValue;
+use cookie::SameSite;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Response, StatusCode};
 
+use crate::body::{self, ErrorBody};
+use crate::session_cookie::CookieConfig;
 use crate::error::{Error, ErrorKind};
+use crate::key::{Key, KeyRing};
+use crate::lifetime::Lifetime;
+use crate::store::SessionStore;
 
-/// The default cookie name: a generic name that does not reveal the framework
-/// (OWASP session management cheat sheet).
-pub const DEFAULT_COOKIE_NAME: &str = "id";
+/// 30 minutes without a request end a session.
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-/// The attributes of the session cookie.
-#[derive(Debug, Clone)]
-pub(crate) struct CookieConfig {
-    pub(crate) name: String,
-    pub(crate) secure: bool,
-    pub(crate) http_only: bool,
-    pub(crate) same_site: SameSite,
-    pub(crate) path: String,
-    pub(crate) domain: Option<String>,
+/// 12 hours after creation a session ends, however active it is.
+pub(crate) const DEFAULT_ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// How many times a save is tried against concurrent writers.
+pub(crate) const DEFAULT_MAX_SAVE_ATTEMPTS: usize = 128;
+
+/// Browsers cap a cookie's lifetime at 400 days.
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(400 * 24 * 60 * 60);
+
+/// A read-only request refreshes the idle deadline once this share of the
+/// idle timeout has passed since the last write, unless told otherwise.
+const DEFAULT_REFRESH_DIVISOR: u32 = 4;
+
+type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+type SavePredicate = Arc<dyn Fn(StatusCode) -> bool + Send + Sync>;
+type ErrorResponse = Arc<dyn Fn(&Error) -> Response<ErrorBody> + Send + Sync>;
+
+/// What every request of one layer shares.
+pub(crate) struct Config {
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) cookie: CookieConfig,
+    pub(crate) ring: KeyRing,
+    pub(crate) lifetime: Lifetime,
+    pub(crate) max_save_attempts: usize,
+    clock: Clock,
+    save_if: SavePredicate,
+    on_error: ErrorResponse,
 }
 
-impl Default for CookieConfig {
-    fn default() -> Self {
+impl Config {
+    /// Returns the layer's time.
+    pub(crate) fn now(&self) -> SystemTime {
+        (self.clock)()
+    }
+
+    /// Returns whether a response with `status` saves the session.
+    pub(crate) fn saves(&self, status: StatusCode) -> bool {
+        (self.save_if)(status)
+    }
+
+    /// Returns the response that replaces the handler's after `error`.
+    pub(crate) fn error_response(&self, error: &Error) -> Response<ErrorBody> {
+        (self.on_error)(error)
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("cookie", &self.cookie)
+            .field("lifetime", &self.lifetime)
+            .field("max_save_attempts", &self.max_save_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The configuration of a [`SessionLayer`](crate::SessionLayer), checked
+/// as a whole by [`build`](Self::build).
+///
+/// Every setter takes any value; nothing fails until `build`, which names
+/// what is wrong.
+///
+/// ```
+/// use std::time::Duration;
+/// use session_layer::{Key, MemoryStore, SameSite, SessionLayer};
+///
+/// let layer = SessionLayer::builder(MemoryStore::default(), Key::generate()?)
+///     .cookie_name("__Host-id")
+///     .same_site(SameSite::Strict)
+///     .idle_timeout(Duration::from_secs(15 * 60))
+///     .build()?;
+///
+/// // `__Host-` cookies must not name a domain: refused when built.
+/// let refused = SessionLayer::builder(MemoryStore::default(), Key::generate()?)
+///     .cookie_name("__Host-id")
+///     .domain("example.com")
+///     .build();
+/// assert!(refused.is_err());
+/// # Ok::<(), session_layer::Error>(())
+/// ```
+#[must_use]
+pub struct SessionLayerBuilder {
+    store: Arc<dyn SessionStore>,
+    key: Key,
+    fallback_keys: Vec<Key>,
+    cookie: CookieConfig,
+    idle: Duration,
+    absolute: Duration,
+    /// `None`: a quarter of the idle timeout, whatever it is set to.
+    refresh_after: Option<Duration>,
+    persistent: bool,
+    max_save_attempts: usize,
+    clock: Clock,
+    save_if: SavePredicate,
+    on_error: ErrorResponse,
+}
+
+impl SessionLayerBuilder {
+    /// Starts from the defaults.
+    pub(crate) fn new(store: Arc<dyn SessionStore>, key: Key) -> Self {
         Self {
-            name: DEFAULT_COOKIE_NAME.to_owned(),
-            secure: true,
-            http_only: true,
-            same_site: SameSite::Lax,
-            path: "/".to_owned(),
-            domain: None,
+            store,
+            key,
+            fallback_keys: Vec::new(),
+            cookie: CookieConfig::default(),
+            idle: DEFAULT_IDLE_TIMEOUT,
+            absolute: DEFAULT_ABSOLUTE_TIMEOUT,
+            refresh_after: None,
+            persistent: false,
+            max_save_attempts: DEFAULT_MAX_SAVE_ATTEMPTS,
+            clock: Arc::new(SystemTime::now),
+            save_if: Arc::new(|status| !status.is_server_error()),
+            on_error: Arc::new(default_error_response),
         }
     }
-}
 
-/// The most bytes a browser keeps for a cookie's name and value together
-/// (RFC 6265bis §5.6).
-const MAX_NAME_AND_VALUE: usize = 4096;
-
-/// What the response does with the session cookie.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum CookieAction {
-    /// Sets the cookie to `value`; a persistent cookie carries a `Max-Age`.
-    Set {
-        value: String,
-        max_age: Option<Duration>,
-    },
-    /// Removes the cookie from the browser.
-    Remove,
-}
-
-impl CookieConfig {
-    /// Checks the attributes and the rules of the cookie name prefixes.
-    pub(crate) fn validate(&self) -> Result<(), Error> {
-        let fail = |message| Err(Error::message(ErrorKind::Config, message));
-        if self.name.is_empty() || !self.name.bytes().all(is_token_byte) {
-            return fail("the cookie name must be a non-empty RFC 6265 token");
-        }
-        // Browsers refuse a cookie whose name and value exceed 4096 bytes.
-        if self.name.len() + 1 + crate::codec::VALUE_LEN > MAX_NAME_AND_VALUE {
-            return fail("the cookie name is too long: name and value must fit in 4096 bytes");
-        }
-        if !self.path.starts_with('/') || !self.path.bytes().all(is_attribute_byte) {
-            return fail(
-                "the cookie path must start with `/` and hold no `;` or control characters",
-            );
-        }
-        if let Some(domain) = &self.domain {
-            let valid = !domain.is_empty()
-                && domain
-                    .bytes()
-                    .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-'));
-            if !valid {
-                return fail("the cookie domain must be a host name");
-            }
-        }
-        if self.same_site == SameSite::None && !self.secure {
-            return fail("`SameSite=None` requires `Secure`");
-        }
-        // Browsers match the prefixes without regard to case.
-        if has_prefix(&self.name, "__Secure-") && !self.secure {
-            return fail("a `__Secure-` cookie requires `Secure`");
-        }
-        if has_prefix(&self.name, "__Host-") {
-            if !self.secure {
-                return fail("a `__Host-` cookie requires `Secure`");
-            }
-            if self.path != "/" {
-                return fail("a `__Host-` cookie requires `Path=/`");
-            }
-            if self.domain.is_some() {
-                return fail("a `__Host-` cookie must not set `Domain`");
-            }
-        }
-        // Every value the layer renders is ASCII; prove once that the
-        // attributes make a valid header so rendering can never fail later.
-        let sample = CookieAction::Set {
-            value: "A".repeat(crate::codec::VALUE_LEN),
-            max_age: Some(Duration::from_secs(1)),
-        };
-        if self.render(&sample).is_none() || self.render(&CookieAction::Remove).is_none() {
-            return fail("the cookie attributes do not form a valid header");
-        }
-        Ok(())
+    /// Sets the cookie name (default `id`). A `__Host-` or `__Secure-` name
+    /// brings that prefix's rules, checked by [`build`](Self::build).
+    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.cookie.name = name.into();
+        self
     }
 
-    /// Renders a `Set-Cookie` value for `action`.
+    /// Sets the `Secure` attribute (default `true`): the browser sends the
+    /// cookie over HTTPS only.
     ///
-    /// Returns `None` only for attributes that [`validate`](Self::validate)
-    /// refuses.
-    pub(crate) fn render(&self, action: &CookieAction) -> Option<HeaderValue> {
-        let value = match action {
-            CookieAction::Set { value, .. } => value.as_str(),
-            CookieAction::Remove => "",
-        };
-        let mut cookie = Cookie::build((self.name.as_str(), value))
-            .secure(self.secure)
-            .http_only(self.http_only)
-            .same_site(self.same_site)
-            .path(self.path.as_str());
-        if let Some(domain) = &self.domain {
-            cookie = cookie.domain(domain.as_str());
-        }
-        let mut cookie = cookie.build();
-        match action {
-            CookieAction::Set {
-                max_age: Some(max_age),
-                ..
-            } => {
-                let seconds = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
-                cookie.set_max_age(cookie::time::Duration::seconds(seconds));
+    /// Chromium and Firefox also keep `Secure` cookies from
+    /// `http://localhost` and `http://127.0.0.1`, so local development works
+    /// with the default there. Safari does not: for plain-HTTP development in
+    /// Safari, set `false` in the development build only.
+    pub fn secure(mut self, secure: bool) -> Self {
+        self.cookie.secure = secure;
+        self
+    }
+
+    /// Sets the `HttpOnly` attribute (default `true`).
+    pub fn http_only(mut self, http_only: bool) -> Self {
+        self.cookie.http_only = http_only;
+        self
+    }
+
+    /// Sets the `SameSite` attribute (default `Lax`). `None` requires `Secure`.
+    pub fn same_site(mut self, same_site: SameSite) -> Self {
+        self.cookie.same_site = same_site;
+        self
+    }
+
+    /// Sets the `Path` attribute (default `/`).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.cookie.path = path.into();
+        self
+    }
+
+    /// Sets the `Domain` attribute (default: none, so the cookie goes back
+    /// only to the host that set it).
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.cookie.domain = Some(domain.into());
+        self
+    }
+
+    /// Chooses the cookie lifetime of new sessions: `false` (the default) for
+    /// a cookie the browser drops when it closes, `true` for a persistent one.
+    /// Each session can change it with
+    /// [`Session::set_persistent`](crate::Session::set_persistent).
+    pub fn persistent(mut self, persistent: bool) -> Self {
+        self.persistent = persistent;
+        self
+    }
+
+    /// Adds a key that verifies cookies but no longer signs them. Cookies it
+    /// verifies are re-issued under the primary key, so a retired key can be
+    /// dropped once the sessions it signed have expired.
+    pub fn fallback_key(mut self, key: Key) -> Self {
+        self.fallback_keys.push(key);
+        self
+    }
+
+    /// Sets the idle timeout (default 30 minutes): a session unused for this
+    /// long ends.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle = timeout;
+        self
+    }
+
+    /// Sets the absolute timeout (default 12 hours): a session ends this long
+    /// after it was created, however active it is.
+    pub fn absolute_timeout(mut self, timeout: Duration) -> Self {
+        self.absolute = timeout;
+        self
+    }
+
+    /// Sets how long after the last write a request that changes nothing
+    /// writes to the store to extend the session (default: a quarter of the
+    /// idle timeout). It must be shorter than the idle timeout; zero
+    /// refreshes on every request.
+    ///
+    /// The throttle trades writes for slack: a session that is only read
+    /// stays alive as long as it is read at least every
+    /// `idle timeout - refresh_after` (22.5 minutes with the defaults); a
+    /// request that writes always restarts the full idle timeout.
+    pub fn refresh_after(mut self, after: Duration) -> Self {
+        self.refresh_after = Some(after);
+        self
+    }
+
+    /// Sets how many times a save is tried when concurrent requests keep
+    /// saving the same session first (default 128). Each retry reloads the
+    /// session and re-applies this request's changes; when they run out the
+    /// response becomes an error of kind [`ErrorKind::Conflict`].
+    pub fn max_save_attempts(mut self, attempts: usize) -> Self {
+        self.max_save_attempts = attempts;
+        self
+    }
+
+    /// Decides from the response status whether the session is saved
+    /// (default: not for 5xx). A [`destroy`](crate::Session::destroy) is
+    /// carried out whatever the status: ending a session is always safe.
+    pub fn save_if(
+        mut self,
+        predicate: impl Fn(StatusCode) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.save_if = Arc::new(predicate);
+        self
+    }
+
+    /// Sets the response sent instead of the handler's when saving the
+    /// session fails: anything an axum handler may return. Such a response
+    /// never carries the session cookie.
+    ///
+    /// The default answers [`Error::status`] (`409 Conflict` when a
+    /// concurrent logout or repeated conflicts discarded the changes, `500`
+    /// otherwise) with the error's message as plain text.
+    ///
+    /// ```
+    /// use axum::response::{Html, IntoResponse};
+    /// use session_layer::{Error, Key, MemoryStore, SessionLayer};
+    ///
+    /// let layer = SessionLayer::builder(MemoryStore::default(), Key::generate()?)
+    ///     .on_save_error(|error: &Error| {
+    ///         (error.status(), Html("<h1>Please try again</h1>")).into_response()
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), session_layer::Error>(())
+    /// ```
+    #[cfg(feature = "axum")]
+    pub fn on_save_error<R>(
+        mut self,
+        respond: impl Fn(&Error) -> R + Send + Sync + 'static,
+    ) -> Self
+    where
+        R: axum_core::response::IntoResponse,
+    {
+        self.on_error = Arc::new(move |error| respond(error).into_response().map(body::boxed));
+        self
+    }
+
+    /// Sets the response sent instead of the handler's when saving the
+    /// session fails. Such a response never carries the session cookie.
+    ///
+    /// The default answers [`Error::status`] (`409 Conflict` when a
+    /// concurrent logout or repeated conflicts discarded the changes, `500`
+    /// otherwise) with the error's message as plain text.
+    #[cfg(not(feature = "axum"))]
+    pub fn on_save_error<B>(
+        mut self,
+        respond: impl Fn(&Error) -> Response<B> + Send + Sync + 'static,
+    ) -> Self
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<body::BoxError>,
+    {
+        self.on_error = Arc::new(move |error| respond(error).map(body::boxed));
+        self
+    }
+
+    /// Replaces the wall clock the layer reads deadlines from (tests use it
+    /// to move time forward).
+    pub fn clock(mut self, now: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(now);
+        self
+    }
+
+    /// Checks the configuration as a whole.
+    pub(crate) fn validate(self) -> Result<Config, Error> {
+        let fail = |message| Err(Error::message(ErrorKind::Config, message));
+        self.cookie.validate()?;
+        for timeout in [self.idle, self.absolute] {
+            if timeout.is_zero() || timeout > MAX_TIMEOUT {
+                return fail("timeouts must be longer than zero and at most 400 days");
             }
-            CookieAction::Set { max_age: None, .. } => {}
-            CookieAction::Remove => cookie.make_removal(),
         }
-        HeaderValue::try_from(cookie.to_string()).ok()
-    }
-}
-
-/// Whether `name` starts with `prefix`, ignoring ASCII case.
-fn has_prefix(name: &str, prefix: &str) -> bool {
-    name.get(..prefix.len())
-        .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
-}
-
-/// RFC 6265 `token`: visible ASCII except separators.
-fn is_token_byte(byte: u8) -> bool {
-    byte.is_ascii_graphic()
-        && !matches!(
-            byte,
-            b'(' | b')'
-                | b'<'
-                | b'>'
-                | b'@'
-                | b','
-                | b';'
-                | b':'
-                | b'\\'
-                | b'"'
-                | b'/'
-                | b'['
-                | b']'
-                | b'?'
-                | b'='
-                | b'{'
-                | b'}'
-        )
-}
-
-/// RFC 6265 `av-octet`: any visible character but `;`.
-fn is_attribute_byte(byte: u8) -> bool {
-    (byte.is_ascii_graphic() || byte == b' ') && byte != b';'
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::codec::VALUE_LEN;
-
-    fn rendered(config: &CookieConfig, action: &CookieAction) -> String {
-        let value = config.render(action).expect("valid config renders");
-        value.to_str().expect("ascii").to_owned()
+        if self.refresh_after.is_some_and(|after| after >= self.idle) {
+            return fail("the refresh must fall due before the idle timeout ends");
+        }
+        if self.max_save_attempts == 0 {
+            return fail("at least one save attempt is needed");
+        }
+        Ok(self.assemble())
     }
 
-    #[test]
-    fn defaults_are_secure() {
-        let config = CookieConfig::default();
-        config.validate().expect("defaults are valid");
-        let header = rendered(
-            &config,
-            &CookieAction::Set {
-                value: "v".into(),
-                max_age: None,
-            },
-        );
-        assert_eq!(header, "id=v; HttpOnly; SameSite=Lax; Secure; Path=/");
-    }
-
-    #[test]
-    fn removal_repeats_every_attribute() {
-        let config = CookieConfig {
-            domain: Some("example.com".into()),
-            path: "/app".into(),
-            same_site: SameSite::Strict,
-            ..CookieConfig::default()
+    /// Returns the runtime configuration without checking it: for the
+    /// defaults, which are valid.
+    pub(crate) fn assemble(self) -> Config {
+        let ring = KeyRing::new(&self.key, &self.fallback_keys, &self.cookie.name);
+        let lifetime = Lifetime {
+            idle: self.idle,
+            absolute: self.absolute,
+            refresh_after: self
+                .refresh_after
+                .unwrap_or(self.idle / DEFAULT_REFRESH_DIVISOR),
+            persistent: self.persistent,
         };
-        let header = rendered(&config, &CookieAction::Remove);
-        for part in [
-            "id=;",
-            "HttpOnly",
-            "SameSite=Strict",
-            "Secure",
-            "Path=/app",
-            "Domain=example.com",
-            "Max-Age=0",
-        ] {
-            assert!(header.contains(part), "{part} missing from {header}");
+        Config {
+            store: self.store,
+            cookie: self.cookie,
+            ring,
+            lifetime,
+            max_save_attempts: self.max_save_attempts,
+            clock: self.clock,
+            save_if: self.save_if,
+            on_error: self.on_error,
         }
     }
+}
 
-    #[test]
-    fn the_longest_accepted_name_fills_4096_bytes() {
-        let config = CookieConfig {
-            name: "n".repeat(4096 - 1 - VALUE_LEN),
-            ..CookieConfig::default()
-        };
-        config
-            .validate()
-            .expect("name, `=` and value fit in 4096 bytes");
+impl fmt::Debug for SessionLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLayerBuilder")
+            .field("cookie", &self.cookie)
+            .field("idle", &self.idle)
+            .field("absolute", &self.absolute)
+            .field("refresh_after", &self.refresh_after)
+            .field("persistent", &self.persistent)
+            .field("max_save_attempts", &self.max_save_attempts)
+            .field("fallback_keys", &self.fallback_keys.len())
+            .finish_non_exhaustive()
     }
+}
 
-    #[test]
-    fn prefixes_and_same_site_none_are_enforced() {
-        let invalid = [
-            CookieConfig {
-                name: "__Host-id".into(),
-                secure: false,
-                ..CookieConfig::default()
-            },
-            CookieConfig {
-                name: "__Host-id".into(),
-                path: "/app".into(),
-                ..CookieConfig::default()
-            },
-            CookieConfig {
-                name: "__Host-id".into(),
-                domain: Some("example.com".into()),
-                ..CookieConfig::default()
-            },
-            CookieConfig {
-                name: "__Secure-id".into(),
-                secure: false,
-                ..CookieConfig::default()
-            },
-            CookieConfig {
-                name: "__secure-id".into(),
-                secure: false,
-                ..CookieConfig::default()
-            },
-            CookieConfig {
-                name: "__HOST-id".into(),
-                path: "/app".into(),
-                ..CookieConfig::default()
-            },
-            CookieConfig {
-                same_site: SameSite::None,
-                secure: false,
-                ..CookieConfig::default()
-            },
-            CookieConfig {
-                name: "bad name".into(),
-                ..CookieConfig::default()
-            },
-            CookieConfig {
-                name: "n".repeat(4096 - VALUE_LEN),
-                ..CookieConfig::default()
-            },
-            CookieConfig {
-                path: "/a;b".into(),
-                ..CookieConfig::default()
-            },
-            CookieConfig {
-                domain: Some("evil.com; Secure".into()),
-                ..CookieConfig::default()
-            },
-        ];
-        for config in invalid {
-            let error = config.validate().expect_err("invalid config");
-            assert_eq!(error.kind(), ErrorKind::Config, "{config:?}");
-        }
-        let host = CookieConfig {
-            name: "__Host-id".into(),
-            ..CookieConfig::default()
-        };
-        host.validate()
-            .expect("`__Host-` with the defaults is valid");
-    }
+/// [`Error::status`] with the error's message as plain text, which names no
+/// id.
+fn default_error_response(error: &Error) -> Response<ErrorBody> {
+    let mut response = Response::new(body::boxed(format!("{error}\n")));
+    *response.status_mut() = error.status();
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }

@@ -3,6 +3,8 @@
 use std::error::Error as StdError;
 use std::fmt;
 
+use http::StatusCode;
+
 type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// An error from the session layer, a session handle or a store.
@@ -40,6 +42,9 @@ pub enum ErrorKind {
     /// The session was destroyed or rotated by a concurrent request before this
     /// request's changes could be saved; they were discarded.
     SessionGone,
+    /// The operating system's random number generator failed, so no key or
+    /// session id could be drawn.
+    Random,
 }
 
 impl Error {
@@ -72,6 +77,20 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
+
+    /// Returns the HTTP status that answers this error: `409 Conflict` when
+    /// a concurrent request ended the session or kept saving it first
+    /// ([`ErrorKind::SessionGone`], [`ErrorKind::Conflict`]), where trying
+    /// again can succeed; `500 Internal Server Error` for every other kind.
+    ///
+    /// The layer's default save-error response and `IntoResponse` (feature
+    /// `axum`) both answer with it.
+    pub fn status(&self) -> StatusCode {
+        match self.kind {
+            ErrorKind::SessionGone | ErrorKind::Conflict => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
 }
 
 impl ErrorKind {
@@ -88,6 +107,7 @@ impl ErrorKind {
             Self::SessionGone => {
                 "the session ended in a concurrent request before it could be saved"
             }
+            Self::Random => "the operating system's random number generator failed"
         }
     }
 }

@@ -8,7 +8,8 @@ use http::StatusCode;
 use http::request::Parts;
 
 use crate::error::Error;
-use crate::session::{LazySession, Session};
+use crate::load::LazySession;
+use crate::session::Session;
 
 /// Why the [`Session`] extractor failed.
 ///
@@ -95,11 +96,11 @@ impl<S: Send + Sync> FromRequestParts<S> for LazySession {
 }
 
 /// Lets handlers return `Result<_, session_layer::Error>` and use `?` on
-/// session calls: a value that does not decode, or cannot be encoded, is the
-/// server's fault, so every kind answers `500 Internal Server Error`. The body
-/// is the error's `Display`, which never holds an id or a key.
+/// session calls. The status is [`Error::status`], the same the layer
+/// answers a failed save with; the body is the error's `Display`, which never
+/// holds an id or a key.
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+        (self.status(), self.to_string()).into_response()
     }
 }

@@ -4,13 +4,22 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::Response;
 use pin_project_lite::pin_project;
 
-use crate::commit::{self, Commit, Finish};
-use crate::session::LazySession;
+use crate::body::ResponseBody;
+use crate::config::Config;
+use crate::session_cookie::{self, CookieAction};
+use crate::error::Error;
+use crate::load::LazySession;
+use crate::save::{self, Decision};
+use crate::trace::{event, in_span};
+
+/// The store writes of one response; an `async fn`'s future has no name.
+type Saving = Pin<Box<dyn Future<Output = Result<Option<CookieAction>, Error>> + Send>>;
 
 pin_project! {
     /// The response future of [`SessionService`](crate::SessionService).
@@ -31,9 +40,9 @@ pin_project! {
         },
         /// The session is being saved; the response waits.
         Saving {
-            commit: Commit,
+            saving: Saving,
             response: Option<Response<B>>,
-            session: LazySession,
+            config: Arc<Config>,
         },
     }
 }
@@ -49,46 +58,72 @@ impl<F, B> ResponseFuture<F, B> {
 impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
-    B: From<String>,
 {
-    type Output = Result<Response<B>, E>;
+    type Output = Result<Response<ResponseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
                 StateProj::Inner { future, session } => {
-                    let mut response = ready!(future.poll(cx))?;
-                    match commit::finish(session, response.status()) {
-                        Finish::Untouched => return Poll::Ready(Ok(response)),
-                        Finish::Ready(cookie) => {
-                            commit::write_headers(session, &mut response, cookie.as_ref());
-                            return Poll::Ready(Ok(response));
+                    let response = ready!(future.poll(cx))?;
+                    let config = session.config();
+                    let save = match save::decide(session, response.status()) {
+                        Ok(Decision::Untouched) => return Poll::Ready(Ok(pass(response))),
+                        Ok(Decision::Headers(cookie)) => {
+                            return Poll::Ready(Ok(with_headers(config, response, cookie)));
                         }
-                        Finish::Save(commit) => {
-                            let session = session.clone();
-                            this.state.set(State::Saving {
-                                commit,
-                                response: Some(response),
-                                session,
-                            });
-                        }
-                    }
+                        Ok(Decision::Save(save)) => save,
+                        Err(error) => return Poll::Ready(Ok(replace(config, &error))),
+                    };
+                    let config = Arc::clone(config);
+                    let saving = Box::pin(in_span!("session.save", save.run(Arc::clone(&config))));
+                    this.state.set(State::Saving {
+                        saving,
+                        response: Some(response),
+                        config,
+                    });
                 }
                 StateProj::Saving {
-                    commit,
+                    saving,
                     response,
-                    session,
+                    config,
                 } => {
-                    let outcome = ready!(commit.as_mut().poll(cx));
+                    let outcome = ready!(saving.as_mut().poll(cx));
                     let response = response
                         .take()
                         .expect("`ResponseFuture` polled after completion");
-                    return Poll::Ready(Ok(commit::respond(session, response, outcome)));
+                    return Poll::Ready(Ok(match outcome {
+                        Ok(cookie) => with_headers(config, response, cookie),
+                        Err(error) => replace(config, &error),
+                    }));
                 }
             }
         }
     }
+}
+
+/// The handler's response, untouched.
+fn pass<B>(response: Response<B>) -> Response<ResponseBody<B>> {
+    response.map(ResponseBody::inner)
+}
+
+/// The handler's response with the session headers.
+fn with_headers<B>(
+    config: &Config,
+    mut response: Response<B>,
+    cookie: Option<CookieAction>,
+) -> Response<ResponseBody<B>> {
+    session_cookie::write_headers(response.headers_mut(), &config.cookie, cookie.as_ref());
+    pass(response)
+}
+
+/// The save-error response that replaces the handler's.
+fn replace<B>(config: &Config, error: &Error) -> Response<ResponseBody<B>> {
+    event!(error, error = %crate::trace::Chain(error), "failed to save the session");
+    let mut response = config.error_response(error).map(ResponseBody::replaced);
+    session_cookie::write_error_headers(response.headers_mut(), &config.cookie);
+    response
 }
 
 impl<F, B> fmt::Debug for ResponseFuture<F, B> {

@@ -1,5 +1,5 @@
 //! Hooks for the fuzz target (`fuzz/`) and the property tests
-//! (`tests/proptest_codec.rs`), behind the `fuzzing` feature.
+//! behind the `_fuzzing` feature.
 //!
 //! Not part of the public API: hidden from the docs, and free to change in any
 //! release. They expose the strict `Cookie` header parser and the verifier
@@ -8,7 +8,7 @@
 
 use http::HeaderValue;
 
-use crate::codec::{self, Found};
+use crate::session_cookie::codec::{self, Found};
 use crate::id::Id;
 use crate::key::{Key, KeyRing, TAG_LEN, Verified};
 

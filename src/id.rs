@@ -28,11 +28,11 @@ impl Id {
     ///
     /// # Errors
     ///
-    /// Fails with [`ErrorKind::Store`] only if the operating system's random
+    /// Fails with [`ErrorKind::Random`] only if the operating system's random
     /// number generator is unavailable.
     pub fn generate() -> Result<Self, Error> {
         let mut bytes = [0; ID_LEN];
-        getrandom::fill(&mut bytes).map_err(|error| Error::new(ErrorKind::Store, error))?;
+        getrandom::fill(&mut bytes).map_err(|error| Error::new(ErrorKind::Random, error))?;
         Ok(Self(bytes))
     }
 

@@ -13,15 +13,12 @@ type HmacSha256 = Hmac<Sha256>;
 /// The length of an HMAC-SHA256 tag in bytes.
 pub(crate) const TAG_LEN: usize = 32;
 
-/// The fewest bytes a [`Key`] may hold.
-pub const MIN_KEY_LEN: usize = 32;
-
 /// Separates this crate's MACs from any other use of the same key.
 const DOMAIN: &[u8] = b"session-layer/v1 cookie";
 
 /// A secret key that signs session cookies (HMAC-SHA256).
 ///
-/// A key holds at least [`MIN_KEY_LEN`] bytes. Load it from your secret store
+/// A key holds at least [`Key::MIN_LEN`] bytes. Load it from your secret store
 /// at start-up and keep it stable: changing the key signs everyone out, unless
 /// the old key stays on as a fallback (see
 /// [`SessionLayerBuilder::fallback_key`](crate::SessionLayerBuilder::fallback_key)).
@@ -30,6 +27,9 @@ const DOMAIN: &[u8] = b"session-layer/v1 cookie";
 pub struct Key(Box<[u8]>);
 
 impl Key {
+    /// The fewest bytes a key may hold: 32.
+    pub const MIN_LEN: usize = 32;
+
     /// Returns a new random 64-byte key from the operating system's CSPRNG.
     ///
     /// Sessions signed with a generated key do not survive a restart; use it
@@ -37,11 +37,11 @@ impl Key {
     ///
     /// # Errors
     ///
-    /// Fails only if the operating system's random number generator is
-    /// unavailable.
+    /// Fails with [`ErrorKind::Random`] only if the operating system's random
+    /// number generator is unavailable.
     pub fn generate() -> Result<Self, Error> {
         let mut bytes = vec![0; 64];
-        getrandom::fill(&mut bytes).map_err(|error| Error::new(ErrorKind::Key, error))?;
+        getrandom::fill(&mut bytes).map_err(|error| Error::new(ErrorKind::Random, error))?;
         Ok(Self(bytes.into_boxed_slice()))
     }
 
@@ -50,9 +50,9 @@ impl Key {
     /// # Errors
     ///
     /// Fails with [`ErrorKind::Key`] if `bytes` is shorter than
-    /// [`MIN_KEY_LEN`].
+    /// [`Key::MIN_LEN`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        if bytes.len() < MIN_KEY_LEN {
+        if bytes.len() < Self::MIN_LEN {
             return Err(Error::message(
                 ErrorKind::Key,
                 "a session key needs at least 32 bytes",
@@ -67,6 +67,25 @@ impl TryFrom<&[u8]> for Key {
 
     fn try_from(bytes: &[u8]) -> Result<Self, Error> {
         Self::from_bytes(bytes)
+    }
+}
+
+/// Takes the 64-byte master key of a `cookie::Key`, the key type of
+/// axum-extra's signed and private cookie jars, so an app that already holds
+/// one can sign sessions with it.
+///
+/// ```
+/// let jar_key = cookie::Key::generate();
+/// let key = session_layer::Key::from(&jar_key);
+/// # let _ = key;
+/// ```
+///
+/// The layer keys its MAC with all 64 bytes and prefixes every message with
+/// a label of its own, so a session tag is never a valid jar signature, nor
+/// the other way round.
+impl From<&cookie::Key> for Key {
+    fn from(key: &cookie::Key) -> Self {
+        Self(key.master().into())
     }
 }
 
@@ -158,6 +177,14 @@ mod tests {
         let error = Key::from_bytes(&[1; 31]).expect_err("31 bytes");
         assert_eq!(error.kind(), ErrorKind::Key);
         assert!(Key::try_from(&[1; 32][..]).is_ok());
+    }
+
+    #[test]
+    fn a_cookie_key_converts_with_its_master_bytes() {
+        let jar_key = cookie::Key::from(&[7; 64]);
+        let key = Key::from(&jar_key);
+        assert_eq!(&*key.0, &[7; 64][..]);
+        assert!(key.0.len() >= Key::MIN_LEN);
     }
 
     #[test]

@@ -78,14 +78,15 @@
 //!
 //! # Decisions worth knowing
 //!
-//! - **Timeouts.** A session ends after [`DEFAULT_IDLE_TIMEOUT`] without a
-//!   save or [`DEFAULT_ABSOLUTE_TIMEOUT`] after creation, whichever comes
-//!   first; both are checked by the layer on every load, whatever the store
-//!   returns. A read-only request extends the idle deadline only once
-//!   [`DEFAULT_REFRESH_AFTER`] of the idle timeout has passed, so readers do
-//!   not turn into writers: a session that is only read survives as long as
-//!   it is read at least every `(1 - share) × idle timeout` (22.5 minutes with
-//!   the defaults). A shorter absolute timeout applies at once to existing
+//! - **Timeouts.** A session ends after
+//!   [`SessionLayer::DEFAULT_IDLE_TIMEOUT`] without a save or
+//!   [`SessionLayer::DEFAULT_ABSOLUTE_TIMEOUT`] after creation, whichever
+//!   comes first; both are checked by the layer on every load, whatever the
+//!   store returns. A read-only request extends the idle deadline only once a
+//!   quarter of the idle timeout has passed since the last write
+//!   ([`SessionLayerBuilder::refresh_after`]), so readers do not turn into
+//!   writers: a session that is only read survives as long as it is read at
+//!   least every 22.5 minutes with the defaults. A shorter absolute timeout applies at once to existing
 //!   sessions; a shorter idle timeout from each session's next save.
 //! - **Cookie lifetime.** Cookies last for the browser session unless
 //!   [`SessionLayerBuilder::persistent`] or [`Session::set_persistent`] asks
@@ -119,45 +120,46 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod codec;
-mod commit;
+mod body;
 mod config;
-mod data;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
 mod future;
 // The fuzz target's and the property tests' way in; not a public API.
-#[cfg(feature = "fuzzing")]
+#[cfg(feature = "_fuzzing")]
 #[doc(hidden)]
 #[path = "fuzzing.rs"]
 pub mod __fuzz;
 mod id;
 mod key;
 mod layer;
+mod lifetime;
+mod load;
+mod save;
 mod service;
 mod session;
+mod session_cookie;
 pub mod store;
 mod trace;
 
-pub use config::DEFAULT_COOKIE_NAME;
 pub use cookie::SameSite;
+pub use body::ResponseBody;
+pub use config::SessionLayerBuilder;
 pub use error::{Error, ErrorKind};
 #[cfg(feature = "axum")]
 pub use extract::SessionRejection;
 pub use future::ResponseFuture;
 pub use id::Id;
-pub use key::{Key, MIN_KEY_LEN};
-pub use layer::{
-    DEFAULT_ABSOLUTE_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SAVE_ATTEMPTS,
-    DEFAULT_REFRESH_AFTER, MAX_TIMEOUT, SessionLayer, SessionLayerBuilder,
-};
+pub use key::Key;
+pub use layer::SessionLayer;
+pub use load::LazySession;
 /// The Redis client crate that [`RedisStore`] is built on, re-exported so
 /// that connections you configure yourself have matching types.
 #[cfg(feature = "redis-store")]
 pub use redis;
 pub use service::SessionService;
-pub use session::{LazySession, Session};
+pub use session::Session;
 #[cfg(feature = "memory-store")]
 pub use store::memory::MemoryStore;
 #[cfg(feature = "postgres-store")]

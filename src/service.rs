@@ -7,25 +7,27 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
+use crate::body::ResponseBody;
+use crate::config::Config;
 use crate::future::ResponseFuture;
-use crate::layer::Shared;
-use crate::session::LazySession;
+use crate::load::LazySession;
 
 /// The middleware built by [`SessionLayer`](crate::SessionLayer).
 ///
 /// Each request gets a [`LazySession`] in its extensions; the response is
 /// completed by [`ResponseFuture`], which saves the session and sets the
-/// cookie.
+/// cookie. Its body is the inner service's, wrapped in a [`ResponseBody`]
+/// that can also carry the save-error response.
 #[derive(Clone)]
 #[must_use]
 pub struct SessionService<S> {
     inner: S,
-    shared: Arc<Shared>,
+    config: Arc<Config>,
 }
 
 impl<S> SessionService<S> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
-        Self { inner, shared }
+    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
+        Self { inner, config }
     }
 
     /// Returns a reference to the inner service.
@@ -47,9 +49,8 @@ impl<S> SessionService<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: From<String>,
 {
-    type Response = S::Response;
+    type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, ResBody>;
 
@@ -58,7 +59,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let session = LazySession::new(Arc::clone(&self.shared), request.headers());
+        let session = LazySession::new(Arc::clone(&self.config), request.headers());
         request.extensions_mut().insert(session.clone());
         // The inner service is called here, before `call` returns, so the
         // service that `poll_ready` readied is the one called: no clone of it

@@ -1,5 +1,6 @@
 //! The cookie value (`base64url(id ‖ tag)`) and the strict `Cookie` header
-//! parser (SPEC §3.1, §3.5).
+//! parser: exact name match, several header lines, neighbours that are not
+//! UTF-8, a bound on the candidates checked, and only the canonical encoding.
 //!
 //! Parsing works on bytes: the session cookie is ASCII, and another cookie
 //! that is not UTF-8 must not hide it.
