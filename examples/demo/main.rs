@@ -28,7 +28,7 @@ use std::process::ExitCode;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-use session_layer::{Key, MIN_KEY_LEN};
+use session_layer::Key;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 
@@ -150,7 +150,7 @@ fn parse_args(
 
 /// Decodes `SESSION_KEY`: hex (when every character is a hex digit) or
 /// base64 (standard or URL-safe alphabet, padding optional), at least
-/// [`MIN_KEY_LEN`] bytes once decoded.
+/// [`Key::MIN_LEN`] bytes once decoded.
 fn parse_key(text: &str) -> Result<Key, String> {
     let text = text.trim();
     let bytes = if text.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -164,9 +164,10 @@ fn parse_key(text: &str) -> Result<Key, String> {
     };
     Key::from_bytes(&bytes).map_err(|_| {
         format!(
-            "SESSION_KEY holds {} bytes; a key needs at least {MIN_KEY_LEN} \
+            "SESSION_KEY holds {} bytes; a key needs at least {} \
              (e.g. `openssl rand -base64 32`)",
-            bytes.len()
+            bytes.len(),
+            Key::MIN_LEN
         )
     })
 }
@@ -253,7 +254,7 @@ mod tests {
             "odd number of hex digits"
         );
         let bytes: Vec<u8> = (0..=255).step_by(7).collect();
-        assert!(bytes.len() >= MIN_KEY_LEN);
+        assert!(bytes.len() >= Key::MIN_LEN);
         assert!(parse_key(&base64::engine::general_purpose::STANDARD.encode(&bytes)).is_ok());
         assert!(parse_key(&URL_SAFE_NO_PAD.encode(&bytes)).is_ok());
         assert!(parse_key(&URL_SAFE_NO_PAD.encode([1; 31])).is_err());
