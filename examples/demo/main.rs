@@ -14,10 +14,11 @@
 //! | `--store URL` | `SESSION_STORE_URL` | `memory` (default), `redis://…`, `postgres://…` or `sqlite:…`; each needs its store's feature, e.g. `cargo run --example demo --features redis-store -- --store redis://127.0.0.1` |
 //! | | `SESSION_KEY` | the signing key, at least 32 bytes, in hex or base64; without it a random key is generated and sessions end when the demo stops |
 //!
-//! The cookie stays `Secure`: browsers store and send secure cookies over
-//! plain `http://` to `127.0.0.1` and `localhost`, which they treat as
-//! secure contexts. To reach the demo from another machine, serve it over
-//! HTTPS.
+//! The cookie stays `Secure`: Chrome and Firefox store and send secure
+//! cookies over plain `http://` to `127.0.0.1` and `localhost`, which they
+//! treat as secure contexts. Safari does not (WebKit bug 281149): it drops
+//! the cookie silently, so open the demo in Chrome or Firefox. To reach the
+//! demo from another machine, serve it over HTTPS.
 
 mod app;
 mod store;
