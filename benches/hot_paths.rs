@@ -36,7 +36,11 @@ fn key() -> Key {
 }
 
 fn cookie_and_id(c: &mut Criterion) {
-    let verifier = Verifier::new(&key(), &[], session_layer::SessionLayer::DEFAULT_COOKIE_NAME);
+    let verifier = Verifier::new(
+        &key(),
+        &[],
+        session_layer::SessionLayer::DEFAULT_COOKIE_NAME,
+    );
     let id = Id::generate().expect("the OS has randomness");
     let value = verifier.sign(&id);
     let header = HeaderValue::from_str(&format!(

@@ -10,10 +10,10 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::body::{self, ErrorBody};
-use crate::session_cookie::CookieConfig;
 use crate::error::{Error, ErrorKind};
 use crate::key::{Key, KeyRing};
 use crate::lifetime::Lifetime;
+use crate::session_cookie::CookieConfig;
 use crate::store::SessionStore;
 
 /// 30 minutes without a request end a session.
@@ -264,10 +264,7 @@ impl SessionLayerBuilder {
     /// # Ok::<(), session_layer::Error>(())
     /// ```
     #[cfg(feature = "axum")]
-    pub fn on_save_error<R>(
-        mut self,
-        respond: impl Fn(&Error) -> R + Send + Sync + 'static,
-    ) -> Self
+    pub fn on_save_error<R>(mut self, respond: impl Fn(&Error) -> R + Send + Sync + 'static) -> Self
     where
         R: axum_core::response::IntoResponse,
     {

@@ -107,7 +107,7 @@ impl ErrorKind {
             Self::SessionGone => {
                 "the session ended in a concurrent request before it could be saved"
             }
-            Self::Random => "the operating system's random number generator failed"
+            Self::Random => "the operating system's random number generator failed",
         }
     }
 }
@@ -164,6 +164,27 @@ mod tests {
             error.source().map(ToString::to_string).as_deref(),
             Some("refused")
         );
+    }
+
+    #[test]
+    fn one_status_per_kind() {
+        let status = |kind| Error::message(kind, "x").status();
+        assert_eq!(status(ErrorKind::Conflict), StatusCode::CONFLICT);
+        assert_eq!(status(ErrorKind::SessionGone), StatusCode::CONFLICT);
+        for kind in [ErrorKind::Store, ErrorKind::Timeout, ErrorKind::Random] {
+            assert_eq!(status(kind), StatusCode::INTERNAL_SERVER_ERROR, "{kind:?}");
+        }
+    }
+
+    #[cfg(feature = "axum")]
+    #[test]
+    fn into_response_answers_the_same_status() {
+        use axum_core::response::IntoResponse as _;
+        for kind in [ErrorKind::Conflict, ErrorKind::Deserialize] {
+            let error = Error::message(kind, "x");
+            let status = error.status();
+            assert_eq!(error.into_response().status(), status);
+        }
     }
 
     #[test]

@@ -12,10 +12,10 @@ use pin_project_lite::pin_project;
 
 use crate::body::ResponseBody;
 use crate::config::Config;
-use crate::session_cookie::{self, CookieAction};
 use crate::error::Error;
 use crate::load::LazySession;
 use crate::save::{self, Decision};
+use crate::session_cookie::{self, CookieAction};
 use crate::trace::{event, in_span};
 
 /// The store writes of one response; an `async fn`'s future has no name.

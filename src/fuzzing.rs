@@ -8,9 +8,9 @@
 
 use http::HeaderValue;
 
-use crate::session_cookie::codec::{self, Found};
 use crate::id::Id;
 use crate::key::{Key, KeyRing, TAG_LEN, Verified};
+use crate::session_cookie::codec::{self, Found};
 
 /// The most cookies carrying the session name that are checked per request.
 pub const MAX_CANDIDATES: usize = codec::MAX_CANDIDATES;

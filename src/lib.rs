@@ -143,9 +143,9 @@ mod session_cookie;
 pub mod store;
 mod trace;
 
-pub use cookie::SameSite;
 pub use body::ResponseBody;
 pub use config::SessionLayerBuilder;
+pub use cookie::SameSite;
 pub use error::{Error, ErrorKind};
 #[cfg(feature = "axum")]
 pub use extract::SessionRejection;

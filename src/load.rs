@@ -13,10 +13,10 @@ use http::{HeaderMap, HeaderValue, header::COOKIE};
 use tokio::sync::OnceCell;
 
 use crate::config::Config;
-use crate::session_cookie::codec::{self, Found};
 use crate::error::Error;
 use crate::key::Verified;
 use crate::session::Session;
+use crate::session_cookie::codec::{self, Found};
 use crate::trace::{event, in_span};
 
 /// The session of a request, not loaded yet.
@@ -78,7 +78,7 @@ impl LazySession {
     ///
     /// # Errors
     ///
-    /// Fails if the store fails, or with [`ErrorKind::Deserialize`] if the
+    /// Fails if the store fails, or with [`ErrorKind::Deserialize`](crate::ErrorKind::Deserialize) if the
     /// stored record is corrupt. The layer then sends no cookie, so the
     /// browser keeps the one it has.
     pub async fn load(&self) -> Result<Session, Error> {
@@ -159,4 +159,3 @@ impl fmt::Debug for LazySession {
             .finish_non_exhaustive()
     }
 }
-

@@ -15,12 +15,12 @@ use std::time::SystemTime;
 use http::StatusCode;
 
 use crate::config::Config;
-use crate::session_cookie::CookieAction;
-use crate::session_cookie::codec;
 use crate::error::{Error, ErrorKind};
 use crate::id::Id;
 use crate::load::LazySession;
 use crate::session::{Edits, Pending, Stored};
+use crate::session_cookie::CookieAction;
+use crate::session_cookie::codec;
 use crate::store::{Created, Record, Rotated, Updated};
 use crate::trace::event;
 
@@ -197,11 +197,7 @@ impl Save {
     }
 }
 
-async fn create(
-    config: &Config,
-    data: Arc<[u8]>,
-    persistent: bool,
-) -> Result<CookieAction, Error> {
+async fn create(config: &Config, data: Arc<[u8]>, persistent: bool) -> Result<CookieAction, Error> {
     let now = config.now();
     let mut record = Record {
         id: Id::generate()?,

@@ -76,3 +76,92 @@ impl<S: fmt::Debug> fmt::Debug for SessionService<S> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(all(test, feature = "memory-store", feature = "axum"))]
+mod tests {
+    use async_trait::async_trait;
+    use axum::body::Body;
+    use axum::response::{Html, IntoResponse as _};
+    use axum::{Router, routing::get};
+    use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, SET_COOKIE};
+    use http::{Request, StatusCode};
+    use http_body_util::BodyExt as _;
+    use tower::{ServiceBuilder, ServiceExt as _};
+    use tower_http::compression::CompressionLayer;
+
+    use crate::store::{Created, Record, Rotated, SessionStore, Updated};
+    use crate::{Error, Id, Key, MemoryStore, Session, SessionLayer};
+
+    /// A store that refuses every new session: each save fails.
+    struct Refusing;
+
+    #[async_trait]
+    impl SessionStore for Refusing {
+        async fn load(&self, _: &Id) -> Result<Option<Record>, Error> {
+            Ok(None)
+        }
+        async fn create(&self, _: &Record) -> Result<Created, Error> {
+            Err(Error::store(std::io::Error::other("refused")))
+        }
+        async fn update(&self, _: &Record, _: u64) -> Result<Updated, Error> {
+            Ok(Updated::Stale)
+        }
+        async fn delete(&self, _: &Id) -> Result<(), Error> {
+            Ok(())
+        }
+        async fn rotate(&self, _: &Id, _: u64, _: &Record) -> Result<Rotated, Error> {
+            Ok(Rotated::Stale)
+        }
+    }
+
+    fn app() -> Router {
+        async fn page(session: Session) -> Result<String, Error> {
+            session.insert("seen", true)?;
+            Ok("a page that compresses well; ".repeat(100))
+        }
+        Router::new().route("/", get(page))
+    }
+
+    fn gzip_request() -> Request<Body> {
+        Request::builder()
+            .header(ACCEPT_ENCODING, "gzip")
+            .body(Body::empty())
+            .expect("a valid request")
+    }
+
+    #[tokio::test]
+    async fn wraps_compression_whose_body_is_not_from_a_string() {
+        let key = Key::generate().expect("os rng");
+        let service = ServiceBuilder::new()
+            .layer(SessionLayer::new(MemoryStore::default(), key))
+            .layer(CompressionLayer::new())
+            .service(app());
+        let response = service.oneshot(gzip_request()).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[CONTENT_ENCODING], "gzip");
+        assert!(response.headers().contains_key(SET_COOKIE));
+        let body = response.into_body().collect().await.expect("gzip");
+        assert!(body.to_bytes().len() < 3000, "the page was compressed");
+    }
+
+    #[tokio::test]
+    async fn a_failed_save_replaces_a_compressed_body_with_the_hook_response() {
+        let key = Key::generate().expect("os rng");
+        let layer = SessionLayer::builder(Refusing, key)
+            .on_save_error(|error: &Error| {
+                (error.status(), Html("<p>Please try again.</p>")).into_response()
+            })
+            .build()
+            .expect("valid");
+        let service = ServiceBuilder::new()
+            .layer(layer)
+            .layer(CompressionLayer::new())
+            .service(app());
+        let response = service.oneshot(gzip_request()).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!response.headers().contains_key(SET_COOKIE));
+        assert!(!response.headers().contains_key(CONTENT_ENCODING));
+        let body = response.into_body().collect().await.expect("html");
+        assert_eq!(&body.to_bytes()[..], b"<p>Please try again.</p>");
+    }
+}

@@ -16,8 +16,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use self::data::Data;
-pub(crate) use self::pending::{Edits, Pending, Stored};
 use self::pending::Change;
+pub(crate) use self::pending::{Edits, Pending, Stored};
 use crate::error::{Error, ErrorKind};
 use crate::id::Id;
 use crate::key::Verified;
@@ -26,7 +26,7 @@ use crate::store::Record;
 /// The session of the current request.
 ///
 /// Extract it in an axum handler (feature `axum`), or get it from the request
-/// extensions through [`LazySession::load`]. Loading happens once per request,
+/// extensions through [`LazySession::load`](crate::LazySession::load). Loading happens once per request,
 /// however often the session is extracted; after that every call is
 /// synchronous and touches no store. Changes are saved when the response
 /// leaves the layer, only if something changed.
@@ -338,4 +338,3 @@ fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T, Error> {
 fn to_value<T: Serialize>(value: &T) -> Result<Value, Error> {
     serde_json::to_value(value).map_err(|error| Error::new(ErrorKind::Serialize, error))
 }
-

@@ -10,7 +10,7 @@
 //!   servers start first; each round runs every case once, each between two
 //!   bare-axum runs driven the same way (cookie script or no cookie), and a
 //!   case's ratio in a round is its rate over the mean of those two. A case reports its median run, its median ratio and the
-//!   range of its ratios. The protocol is 5 runs of 10 s.
+//!   range of its ratios. BENCHMARKS.md's tables come from 5 runs of 10 s.
 //!   Each run also reads the server's CPU time (`/proc/<pid>/task/*/schedstat`)
 //!   and reports it per request, and bare axum's CPU per request over the
 //!   case's: the ratio a server-bound machine would reach, which does not
