@@ -59,11 +59,12 @@
 //! The two expiry checks sleep for 1.5 seconds each.
 #![allow(clippy::panic, clippy::unwrap_used)]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use futures_util::future::join_all;
 
 use crate::id::Id;
+use crate::store::time::{from_unix_ms, to_unix_ms};
 use crate::store::{Created, Record, Rotated, SessionStore, Updated};
 
 /// Generates one `#[tokio::test]` per conformance check, for the store that
@@ -690,10 +691,7 @@ pub async fn data_kept_exactly(store: &dyn SessionStore) {
 
 /// Returns the current time, rounded down to a whole millisecond.
 fn now() -> SystemTime {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is set after 1970");
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(since.as_millis()).unwrap())
+    from_unix_ms(to_unix_ms(SystemTime::now()))
 }
 
 fn new_id(check: &str) -> Id {

@@ -28,6 +28,7 @@ pub(crate) mod sql;
 #[cfg(feature = "sqlite-store")]
 pub(crate) mod sqlite;
 #[cfg(any(
+    feature = "conformance",
     feature = "memory-store",
     feature = "redis-store",
     feature = "postgres-store",
