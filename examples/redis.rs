@@ -51,10 +51,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
 
-    let store = RedisStore::connect(url.as_str())
-        .await?
-        .with_prefix("session:")
-        .with_timeout(Duration::from_millis(500))?;
+    let store = RedisStore::builder()
+        .prefix("session:")
+        .timeout(Duration::from_millis(500))
+        .connect(url.as_str())
+        .await?;
     let app = Router::new()
         .route("/", get(count))
         .route("/peek", get(peek))

@@ -163,13 +163,13 @@ pub use session::Session;
 #[cfg(feature = "memory-store")]
 pub use store::memory::MemoryStore;
 #[cfg(feature = "postgres-store")]
-pub use store::postgres::PostgresStore;
+pub use store::postgres::{PostgresStore, PostgresStoreBuilder};
 #[cfg(feature = "redis-store")]
-pub use store::redis::RedisStore;
+pub use store::redis::{RedisStore, RedisStoreBuilder};
 #[cfg(any(feature = "postgres-store", feature = "sqlite-store"))]
-pub use store::sql::CleanupHandle;
+pub use store::sql::{CleanupHandle, Dialect, SqlStore, SqlStoreBuilder};
 #[cfg(feature = "sqlite-store")]
-pub use store::sqlite::SqliteStore;
+pub use store::sqlite::{SqliteStore, SqliteStoreBuilder};
 pub use store::{Created, Record, Rotated, SessionStore, Updated};
 
 /// Compiles the README's code blocks, so its quick start cannot rot.

@@ -38,8 +38,9 @@ async fn two_app_instances_share_one_database_without_losing_an_increment() {
     let table = unique_name("shared");
     let mut stores = Vec::new();
     for _ in 0..2 {
-        let store = PostgresStore::new(shared().pool(10).await)
-            .with_table_name(&table)
+        let store = PostgresStore::builder()
+            .table_name(&table)
+            .build(shared().pool(10).await)
             .expect("a valid table name");
         stores.push(store);
     }
@@ -222,8 +223,9 @@ async fn an_invalid_table_name_is_refused() {
         "ümlaut",
         &"a".repeat(49),
     ] {
-        let error = PostgresStore::new(pool.clone())
-            .with_table_name(name)
+        let error = PostgresStore::builder()
+            .table_name(name)
+            .build(pool.clone())
             .expect_err(name);
         assert_eq!(error.kind(), ErrorKind::Config, "{name}");
         assert!(
@@ -234,8 +236,9 @@ async fn an_invalid_table_name_is_refused() {
     // Names are quoted, so case and keywords are kept as they are.
     for name in ["Mixed_Case", "user", "select"] {
         let name = format!("{name}_{}", std::process::id());
-        let store = PostgresStore::new(pool.clone())
-            .with_table_name(&name)
+        let store = PostgresStore::builder()
+            .table_name(&name)
+            .build(pool.clone())
             .expect("a valid name");
         store.migrate().await.expect("migrate");
         let record = record(Duration::from_secs(60), false);
@@ -249,8 +252,9 @@ async fn an_invalid_table_name_is_refused() {
 async fn migrate_is_idempotent_and_safe_to_run_concurrently() {
     let pool = shared().pool(8).await;
     let table = unique_name("migrated");
-    let store = PostgresStore::new(pool)
-        .with_table_name(&table)
+    let store = PostgresStore::builder()
+        .table_name(&table)
+        .build(pool)
         .expect("a valid table name");
     let runs: Vec<_> = (0..8)
         .map(|_| {

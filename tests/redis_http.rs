@@ -91,10 +91,10 @@ async fn first_success(app: &App, uri: &str, cookie: &str, limit: Duration) -> R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_answers_500_and_the_app_recovers_without_a_restart() {
     let mut server = RedisServer::start().await;
-    let store = server
-        .store()
+    let store = RedisStore::builder()
+        .timeout(Duration::from_millis(300))
+        .connect(server.url())
         .await
-        .with_timeout(Duration::from_millis(300))
         .expect("a valid timeout");
     let app = App::new(SessionLayer::new(store, key(1)));
     let value = app.start_session().await;

@@ -36,7 +36,11 @@ fn redis_key(store: &RedisStore, id: &Id) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_is_one_key_whose_ttl_is_its_deadline() {
     let server = RedisServer::start().await;
-    let store = server.store().await.with_prefix("app1:s:");
+    let store = RedisStore::builder()
+        .prefix("app1:s:")
+        .connect(server.url())
+        .await
+        .expect("the store connects to the test server");
     let mut raw = server.client().await;
 
     let record = record(Duration::from_secs(90));
@@ -167,10 +171,10 @@ async fn foreign_data_under_a_session_key_is_a_deserialize_error() {
 async fn a_paused_redis_times_out_within_the_configured_time() {
     const TIMEOUT: Duration = Duration::from_millis(200);
     let server = RedisServer::start().await;
-    let store = server
-        .store()
+    let store = RedisStore::builder()
+        .timeout(TIMEOUT)
+        .connect(server.url())
         .await
-        .with_timeout(TIMEOUT)
         .expect("a valid timeout");
     assert_eq!(store.timeout(), TIMEOUT);
     let app = App::new(SessionLayer::new(store.clone(), key(1)));
@@ -233,10 +237,10 @@ async fn a_paused_redis_times_out_within_the_configured_time() {
 #[tokio::test]
 async fn the_timeout_must_be_longer_than_zero() {
     let server = RedisServer::start().await;
-    let error = server
-        .store()
+    let error = RedisStore::builder()
+        .timeout(Duration::ZERO)
+        .connect(server.url())
         .await
-        .with_timeout(Duration::ZERO)
         .expect_err("zero is refused");
     assert_eq!(error.kind(), ErrorKind::Config);
 }

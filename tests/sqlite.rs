@@ -288,7 +288,10 @@ async fn an_invalid_table_name_is_refused() {
         "ümlaut",
         &"a".repeat(49),
     ] {
-        let error = store.clone().with_table_name(name).expect_err(name);
+        let error = SqliteStore::builder()
+            .table_name(name)
+            .build(store.pool().clone())
+            .expect_err(name);
         assert_eq!(error.kind(), ErrorKind::Config, "{name}");
         assert_eq!(
             error.to_string(),
@@ -298,7 +301,10 @@ async fn an_invalid_table_name_is_refused() {
     }
     // Quoted names: keywords and mixed case work; two tables, two stores.
     let plain = store.clone();
-    let keyword = store.with_table_name("select").expect("a valid name");
+    let keyword = SqliteStore::builder()
+        .table_name("select")
+        .build(store.pool().clone())
+        .expect("a valid name");
     keyword.migrate().await.expect("migrate");
     let record = record(Duration::from_secs(60), false);
     create(&keyword, &record).await;

@@ -54,35 +54,17 @@
 //!
 //! # What the checks prove
 //!
-//! | check | promise |
-//! |---|---|
-//! | [`create_then_load`] | a created record loads back with every field equal |
-//! | [`load_unknown_id`] | an id never stored loads as `None` |
-//! | [`create_existing_id`] | create never overwrites: `IdTaken`, stored record unchanged |
-//! | [`update_current_version`] | compare-and-set with the stored version replaces data, version and deadline |
-//! | [`update_stale_version`] | compare-and-set with any other version is `Stale` and writes nothing |
-//! | [`update_missing_record`] | update never creates a record (§4.3) |
-//! | [`delete_then_load`] | delete removes the record; deleting a missing id is not an error |
-//! | [`update_after_delete`] | a request that started before logout cannot bring the session back (§6.3) |
-//! | [`rotate_moves_record`] | rotation stores the record under the new id and removes the old one |
-//! | [`rotate_stale_version`] | rotation from a stale version is `Stale` and writes nothing |
-//! | [`rotate_to_existing_id`] | rotation never overwrites another record: `IdTaken`, both intact |
-//! | [`rotate_deleted_record`] | rotation of a logged-out session is `Stale` and creates nothing (§6.3) |
-//! | [`concurrent_updates_one_winner`] | of many concurrent writes from one version, exactly one wins |
-//! | [`sequential_updates_count`] | a read-then-write loop counts every write |
-//! | [`concurrent_increments_lose_nothing`] | interleaved reload-and-retry writers lose no increment (§6.1) |
-//! | [`expired_record_not_loaded`] | a record is not loaded after its `expires_at` (§5.1) |
-//! | [`update_extends_deadline`] | an update that moves `expires_at` keeps the record past its old deadline |
-//! | [`data_kept_exactly`] | data bytes round-trip exactly: binary, empty and 64 KiB |
+#![doc = crate::__store_conformance_checks!({ crate::__store_conformance_doc_table } {})]
 //!
 //! The two expiry checks sleep for 1.5 seconds each.
 #![allow(clippy::panic, clippy::unwrap_used)]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use futures_util::future::join_all;
 
 use crate::id::Id;
+use crate::store::time::{from_unix_ms, to_unix_ms};
 use crate::store::{Created, Record, Rotated, SessionStore, Updated};
 
 /// Generates one `#[tokio::test]` per conformance check, for the store that
@@ -103,8 +85,9 @@ use crate::store::{Created, Record, Rotated, SessionStore, Updated};
 /// ```
 #[macro_export]
 macro_rules! store_conformance_tests {
-    (@tests $make_store:expr; $($check:ident),* $(,)?) => {
+    (@tests $make_store:expr; $($check:ident: $promise:literal,)*) => {
         $(
+            #[doc = $promise]
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $check() {
                 let store = ($make_store)().await;
@@ -113,56 +96,76 @@ macro_rules! store_conformance_tests {
         )*
     };
     ($make_store:expr $(,)?) => {
-        $crate::store_conformance_tests!(@tests $make_store;
-            create_then_load,
-            load_unknown_id,
-            create_existing_id,
-            update_current_version,
-            update_stale_version,
-            update_missing_record,
-            delete_then_load,
-            update_after_delete,
-            rotate_moves_record,
-            rotate_stale_version,
-            rotate_to_existing_id,
-            rotate_deleted_record,
-            concurrent_updates_one_winner,
-            sequential_updates_count,
-            concurrent_increments_lose_nothing,
-            expired_record_not_loaded,
-            update_extends_deadline,
-            data_kept_exactly,
+        $crate::__store_conformance_checks!(
+            { $crate::store_conformance_tests }
+            { @tests $make_store; }
         );
     };
 }
 
-/// Runs every check, in the order of the table in the module docs.
+/// The conformance checks, in order, each with the promise it proves: the
+/// one list from which the module's table, [`run_all`] and
+/// [`store_conformance_tests!`](crate::store_conformance_tests) are made.
 ///
-/// Takes about three seconds, most of it in the two expiry checks.
-///
-/// # Panics
-///
-/// Panics at the first broken promise, naming the check.
-pub async fn run_all(store: &dyn SessionStore) {
-    create_then_load(store).await;
-    load_unknown_id(store).await;
-    create_existing_id(store).await;
-    update_current_version(store).await;
-    update_stale_version(store).await;
-    update_missing_record(store).await;
-    delete_then_load(store).await;
-    update_after_delete(store).await;
-    rotate_moves_record(store).await;
-    rotate_stale_version(store).await;
-    rotate_to_existing_id(store).await;
-    rotate_deleted_record(store).await;
-    concurrent_updates_one_winner(store).await;
-    sequential_updates_count(store).await;
-    concurrent_increments_lose_nothing(store).await;
-    expired_record_not_loaded(store).await;
-    update_extends_deadline(store).await;
-    data_kept_exactly(store).await;
+/// Passes the list, as `name: "promise",` entries, to the macro named in
+/// the first group, after the tokens of the second group.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_conformance_checks {
+    ({ $($callback:tt)* } { $($before:tt)* }) => {
+        $($callback)*! {
+            $($before)*
+            create_then_load: "a created record loads back with every field equal",
+            load_unknown_id: "an id never stored loads as `None`",
+            create_existing_id: "create never overwrites: `IdTaken`, stored record unchanged",
+            update_current_version: "compare-and-set with the stored version replaces data, version and deadline",
+            update_stale_version: "compare-and-set with any other version is `Stale` and writes nothing",
+            update_missing_record: "update never creates a record: a session that is gone stays gone",
+            delete_then_load: "delete removes the record; deleting a missing id is not an error",
+            update_after_delete: "a request that started before logout cannot bring the session back",
+            rotate_moves_record: "rotation stores the record under the new id and removes the old one",
+            rotate_stale_version: "rotation from a stale version is `Stale` and writes nothing",
+            rotate_to_existing_id: "rotation never overwrites another record: `IdTaken`, both intact",
+            rotate_deleted_record: "rotation of a logged-out session is `Stale` and creates nothing",
+            concurrent_updates_one_winner: "of many concurrent writes from one version, exactly one wins",
+            sequential_updates_count: "a read-then-write loop counts every write",
+            concurrent_increments_lose_nothing: "interleaved reload-and-retry writers lose no increment",
+            expired_record_not_loaded: "a record is not loaded after its `expires_at`",
+            update_extends_deadline: "an update that moves `expires_at` keeps the record past its old deadline",
+            data_kept_exactly: "data bytes round-trip exactly: binary, empty and 64 KiB",
+        }
+    };
 }
+
+/// Writes the module's table of checks and promises.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_conformance_doc_table {
+    ($($check:ident: $promise:literal,)*) => {
+        concat!(
+            "| check | promise |\n|---|---|\n",
+            $("| [`", stringify!($check), "`] | ", $promise, " |\n",)*
+        )
+    };
+}
+
+/// Writes [`run_all`], which awaits every check in turn.
+macro_rules! run_all {
+    ($($check:ident: $promise:literal,)*) => {
+        /// Runs every check, in the order of the table in the module docs.
+        ///
+        /// Takes about three seconds, most of it in the two expiry checks.
+        ///
+        /// # Panics
+        ///
+        /// Panics at the first broken promise, naming the check.
+        pub async fn run_all(store: &dyn SessionStore) {
+            $($check(store).await;)*
+        }
+    };
+}
+
+crate::__store_conformance_checks!({ run_all } {});
 
 /// Checks that a created record loads back with every field equal.
 ///
@@ -688,10 +691,7 @@ pub async fn data_kept_exactly(store: &dyn SessionStore) {
 
 /// Returns the current time, rounded down to a whole millisecond.
 fn now() -> SystemTime {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is set after 1970");
-    UNIX_EPOCH + Duration::from_millis(u64::try_from(since.as_millis()).unwrap())
+    from_unix_ms(to_unix_ms(SystemTime::now()))
 }
 
 fn new_id(check: &str) -> Id {

@@ -19,12 +19,13 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 
 use crate::error::{Error, ErrorKind};
 use crate::id::{ID_LEN, Id};
+use crate::store::time::{from_unix_ms, to_unix_ms};
 use crate::store::{Created, Record, Rotated, SessionStore, Updated};
 
 /// The number of shards; a power of two so that a mask picks one.
@@ -536,8 +537,8 @@ impl Slot {
     fn from_record(record: &Record) -> Self {
         Self {
             version: record.version,
-            created_ms: to_ms(record.created_at),
-            expires_ms: to_ms(record.expires_at),
+            created_ms: to_unix_ms(record.created_at),
+            expires_ms: to_unix_ms(record.expires_at),
             data: Arc::clone(&record.data),
         }
     }
@@ -547,8 +548,8 @@ impl Slot {
             id: Id::from_bytes(key.0),
             version: self.version,
             data: Arc::clone(&self.data),
-            created_at: from_ms(self.created_ms),
-            expires_at: from_ms(self.expires_ms),
+            created_at: from_unix_ms(self.created_ms),
+            expires_at: from_unix_ms(self.expires_ms),
         }
     }
 }
@@ -560,25 +561,8 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Returns `time` in whole milliseconds since the Unix epoch, rounded down;
-/// `0` before the epoch, `u64::MAX` far beyond it.
-fn to_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
-        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-    })
-}
-
-/// Returns the time `ms` milliseconds after the Unix epoch.
-fn from_ms(ms: u64) -> SystemTime {
-    // `ms` comes from `to_ms`, so it is no later than a `SystemTime` that
-    // existed, and therefore representable; the fallback is never taken.
-    UNIX_EPOCH
-        .checked_add(Duration::from_millis(ms))
-        .unwrap_or(UNIX_EPOCH)
-}
-
 fn now_ms() -> u64 {
-    to_ms(SystemTime::now())
+    to_unix_ms(SystemTime::now())
 }
 
 #[async_trait]
@@ -620,6 +604,8 @@ impl SessionStore for MemoryStore {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const T0: u64 = 1_700_000_000_000;
@@ -879,25 +865,6 @@ mod tests {
     }
 
     #[test]
-    fn times_round_down_to_milliseconds_and_saturate() {
-        let time = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_999);
-        assert_eq!(to_ms(time), 1_700_000_000_123);
-        assert_eq!(
-            from_ms(to_ms(time)),
-            UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)
-        );
-        let before_epoch = UNIX_EPOCH
-            .checked_sub(Duration::from_secs(1))
-            .expect("representable");
-        assert_eq!(to_ms(before_epoch), 0);
-        assert_eq!(from_ms(0), UNIX_EPOCH);
-        if let Some(far) = UNIX_EPOCH.checked_add(Duration::from_secs(u64::MAX / 2)) {
-            assert_eq!(to_ms(far), u64::MAX);
-            assert!(from_ms(u64::MAX) > UNIX_EPOCH);
-        }
-    }
-
-    #[test]
     fn debug_shows_counts_only() {
         let store = MemoryStore::with_capacity(7);
         assert_eq!(
@@ -934,6 +901,6 @@ mod tests {
         assert_eq!(store.create(&record).await.expect("room"), Created::Created);
         assert_eq!(store.len(), 1);
         let loaded = store.load(&record.id).await.expect("load").expect("live");
-        assert_eq!(loaded.expires_at, from_ms(to_ms(long)));
+        assert_eq!(loaded.expires_at, from_unix_ms(to_unix_ms(long)));
     }
 }

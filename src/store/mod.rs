@@ -27,6 +27,14 @@ pub(crate) mod redis;
 pub(crate) mod sql;
 #[cfg(feature = "sqlite-store")]
 pub(crate) mod sqlite;
+#[cfg(any(
+    feature = "conformance",
+    feature = "memory-store",
+    feature = "redis-store",
+    feature = "postgres-store",
+    feature = "sqlite-store"
+))]
+mod time;
 
 /// One stored session.
 #[derive(Clone, PartialEq, Eq)]

@@ -78,7 +78,7 @@ return 0",
 ///   Redis Cluster, following `MOVED` and `ASK` redirects.
 /// - **Keys.** A session lives under `{prefix}{id}`: the prefix
 ///   ([`DEFAULT_PREFIX`](Self::DEFAULT_PREFIX) unless set with
-///   [`with_prefix`](Self::with_prefix)) followed by the 22-character id of
+///   [`RedisStoreBuilder::prefix`]) followed by the 22-character id of
 ///   [`Id::expose`]. The id alone is not a credential: a cookie also needs the
 ///   HMAC tag, which only the app's [`Key`](crate::Key) can make.
 /// - **Expiry.** The key's TTL is the record's `expires_at` (`PXAT`), so Redis
@@ -97,7 +97,7 @@ return 0",
 ///   No session is ever deleted before its replacement exists.
 /// - **Timeout.** Every store call, including its reconnect wait, is bounded
 ///   by [`timeout`](Self::timeout) ([`DEFAULT_TIMEOUT`](Self::DEFAULT_TIMEOUT)
-///   unless set with [`with_timeout`](Self::with_timeout)). A call that runs
+///   unless set with [`RedisStoreBuilder::timeout`]). A call that runs
 ///   out of time fails with [`ErrorKind::Timeout`], which the layer answers
 ///   with `500` and no `Set-Cookie`, like any store error. A write that timed
 ///   out may still be applied once a slow Redis gets to it (the outcome of a
@@ -139,10 +139,11 @@ return 0",
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let store = RedisStore::connect("redis://127.0.0.1:6379")
-///     .await?
-///     .with_prefix("myapp:session:")
-///     .with_timeout(Duration::from_millis(500))?;
+/// let store = RedisStore::builder()
+///     .prefix("myapp:session:")
+///     .timeout(Duration::from_millis(500))
+///     .connect("redis://127.0.0.1:6379")
+///     .await?;
 /// let app: Router = Router::new()
 ///     .route("/", get(|session: Session| async move {
 ///         session.update("n", |n: Option<u64>| n.unwrap_or(0) + 1)
@@ -167,11 +168,11 @@ enum Connection {
 }
 
 impl RedisStore {
-    /// The key prefix unless [`with_prefix`](Self::with_prefix) sets another.
+    /// The key prefix unless [`RedisStoreBuilder::prefix`] sets another.
     pub const DEFAULT_PREFIX: &'static str = "session:";
 
-    /// The time a store call may take unless
-    /// [`with_timeout`](Self::with_timeout) sets another.
+    /// The time a store call may take unless [`RedisStoreBuilder::timeout`]
+    /// sets another.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 
     /// The longest pause between two reconnection attempts of a connection
@@ -181,12 +182,19 @@ impl RedisStore {
     /// How long one attempt to open a connection may take.
     const CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
 
-    /// Connects to one Redis server (or a primary behind a proxy), for
-    /// example `redis://127.0.0.1:6379`, `redis://:password@host/2` or, with
-    /// a TLS feature of the `redis` crate, `rediss://host`.
-    ///
-    /// The connection reconnects by itself whenever it is lost: the first
-    /// attempts follow each other quickly, later ones at most a second apart.
+    /// Starts a store with settings other than the defaults: the key
+    /// [`prefix`](RedisStoreBuilder::prefix) and the per-call
+    /// [`timeout`](RedisStoreBuilder::timeout).
+    pub fn builder() -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            prefix: Self::DEFAULT_PREFIX.to_owned(),
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Connects to one Redis server with the default prefix and timeout; the
+    /// same as `RedisStore::builder().connect(url)`, see
+    /// [`RedisStoreBuilder::connect`].
     ///
     /// # Errors
     ///
@@ -194,26 +202,12 @@ impl RedisStore {
     /// with [`ErrorKind::Store`] if no connection could be opened after a few
     /// attempts (a few seconds).
     pub async fn connect(url: impl IntoConnectionInfo) -> Result<Self, Error> {
-        let client = redis::Client::open(url).map_err(redis_error)?;
-        // The store bounds each call itself, so the connection's own
-        // response timeout is off: a slow answer must not be cut at 500 ms
-        // when the store was configured to wait longer.
-        let config = ConnectionManagerConfig::new()
-            .set_max_delay(Self::MAX_RECONNECT_DELAY)
-            .set_connection_timeout(Some(Self::CONNECTION_TIMEOUT))
-            .set_response_timeout(None);
-        let manager = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(redis_error)?;
-        Ok(Self::new(manager))
+        Self::builder().connect(url).await
     }
 
-    /// Connects to a Redis Cluster through any of its nodes, for example
-    /// `["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"]`.
-    ///
-    /// The client learns the slot map from the nodes, routes each command to
-    /// the primary that owns its key, follows `MOVED` and `ASK` redirects,
-    /// and reconnects to nodes that go away.
+    /// Connects to a Redis Cluster with the default prefix and timeout; the
+    /// same as `RedisStore::builder().connect_cluster(nodes)`, see
+    /// [`RedisStoreBuilder::connect_cluster`].
     ///
     /// # Errors
     ///
@@ -225,66 +219,27 @@ impl RedisStore {
         I: IntoIterator,
         I::Item: IntoConnectionInfo,
     {
-        let client = ClusterClient::builder(nodes)
-            .connection_timeout(Self::CONNECTION_TIMEOUT)
-            .build()
-            .map_err(redis_error)?;
-        let connection = client.get_async_connection().await.map_err(redis_error)?;
-        Ok(Self::new_cluster(connection))
+        Self::builder().connect_cluster(nodes).await
     }
 
     /// Wraps a connection you configured yourself (credentials, retries,
-    /// TLS, RESP3).
+    /// TLS, RESP3), with the default prefix and timeout; for others, see
+    /// [`RedisStoreBuilder::build`].
     ///
     /// Leave its response timeout longer than this store's
     /// [`timeout`](Self::timeout), or off, so that the store's timeout is the
     /// one that applies.
     #[must_use]
     pub fn new(connection: ConnectionManager) -> Self {
-        Self::with_connection(Connection::Single(connection))
+        Self::builder().assemble(Connection::Single(connection))
     }
 
-    /// Wraps a Redis Cluster connection you configured yourself.
+    /// Wraps a Redis Cluster connection you configured yourself, with the
+    /// default prefix and timeout; for others, see
+    /// [`RedisStoreBuilder::build_cluster`].
     #[must_use]
     pub fn new_cluster(connection: ClusterConnection) -> Self {
-        Self::with_connection(Connection::Cluster(connection))
-    }
-
-    fn with_connection(connection: Connection) -> Self {
-        Self {
-            connection,
-            prefix: Arc::from(Self::DEFAULT_PREFIX),
-            timeout: Self::DEFAULT_TIMEOUT,
-        }
-    }
-
-    /// Puts every session key under `prefix`, so that several apps (or
-    /// several layers with different cookies) can share one Redis database.
-    ///
-    /// On Redis Cluster, a prefix with a hash tag (`{…}`) would put every
-    /// session in one slot, on one node; leave braces out of it.
-    #[must_use]
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = Arc::from(prefix.into());
-        self
-    }
-
-    /// Bounds every store call by `timeout`: a call that has not finished by
-    /// then fails with [`ErrorKind::Timeout`].
-    ///
-    /// # Errors
-    ///
-    /// Fails with [`ErrorKind::Config`] if `timeout` is zero, which would fail
-    /// every call.
-    pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
-        if timeout.is_zero() {
-            return Err(Error::message(
-                ErrorKind::Config,
-                "the redis store's timeout must be longer than zero",
-            ));
-        }
-        self.timeout = timeout;
-        Ok(self)
+        Self::builder().assemble(Connection::Cluster(connection))
     }
 
     /// Returns the prefix of every session key.
@@ -406,6 +361,164 @@ impl fmt::Debug for RedisStore {
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .finish()
+    }
+}
+
+/// Builds a [`RedisStore`] with a key prefix or a timeout of your choice:
+/// `RedisStore::builder()`, then the setters, then one of
+/// [`connect`](Self::connect), [`connect_cluster`](Self::connect_cluster),
+/// [`build`](Self::build) or [`build_cluster`](Self::build_cluster).
+///
+/// Setters take the builder by value and return it; the settings are
+/// checked once, by the call that finishes the builder, before any
+/// connection is opened.
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use session_layer::RedisStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), session_layer::Error> {
+/// let store = RedisStore::builder()
+///     .prefix("myapp:session:")
+///     .timeout(Duration::from_millis(500))
+///     .connect("redis://127.0.0.1:6379")
+///     .await?;
+/// assert_eq!(store.prefix(), "myapp:session:");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RedisStoreBuilder {
+    prefix: String,
+    timeout: Duration,
+}
+
+impl RedisStoreBuilder {
+    /// Puts every session key under `prefix` (default
+    /// [`RedisStore::DEFAULT_PREFIX`]), so that several apps (or several
+    /// layers with different cookies) can share one Redis database.
+    ///
+    /// On Redis Cluster, a prefix with a hash tag (`{…}`) would put every
+    /// session in one slot, on one node; leave braces out of it.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Bounds every store call by `timeout` (default
+    /// [`RedisStore::DEFAULT_TIMEOUT`]): a call that has not finished by then
+    /// fails with [`ErrorKind::Timeout`].
+    ///
+    /// It must be longer than zero, which would fail every call; the call
+    /// that finishes the builder checks it.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Checks the settings, then connects to one Redis server (or a primary
+    /// behind a proxy), for example `redis://127.0.0.1:6379`,
+    /// `redis://:password@host/2` or, with a TLS feature of the `redis`
+    /// crate, `rediss://host`.
+    ///
+    /// The connection reconnects by itself whenever it is lost: the first
+    /// attempts follow each other quickly, later ones at most a second apart.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`ErrorKind::Config`] if the timeout is zero or `url` is
+    /// not a valid Redis URL, and with [`ErrorKind::Store`] if no connection
+    /// could be opened after a few attempts (a few seconds).
+    pub async fn connect(self, url: impl IntoConnectionInfo) -> Result<RedisStore, Error> {
+        self.check()?;
+        let client = redis::Client::open(url).map_err(redis_error)?;
+        // The store bounds each call itself, so the connection's own
+        // response timeout is off: a slow answer must not be cut at 500 ms
+        // when the store was configured to wait longer.
+        let config = ConnectionManagerConfig::new()
+            .set_max_delay(RedisStore::MAX_RECONNECT_DELAY)
+            .set_connection_timeout(Some(RedisStore::CONNECTION_TIMEOUT))
+            .set_response_timeout(None);
+        let manager = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(redis_error)?;
+        Ok(self.assemble(Connection::Single(manager)))
+    }
+
+    /// Checks the settings, then connects to a Redis Cluster through any of
+    /// its nodes, for example
+    /// `["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"]`.
+    ///
+    /// The client learns the slot map from the nodes, routes each command to
+    /// the primary that owns its key, follows `MOVED` and `ASK` redirects,
+    /// and reconnects to nodes that go away.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`ErrorKind::Config`] if the timeout is zero or a URL is
+    /// not valid, and with [`ErrorKind::Store`] if the cluster cannot be
+    /// reached or reports no slot map.
+    pub async fn connect_cluster<I>(self, nodes: I) -> Result<RedisStore, Error>
+    where
+        I: IntoIterator,
+        I::Item: IntoConnectionInfo,
+    {
+        self.check()?;
+        let client = ClusterClient::builder(nodes)
+            .connection_timeout(RedisStore::CONNECTION_TIMEOUT)
+            .build()
+            .map_err(redis_error)?;
+        let connection = client.get_async_connection().await.map_err(redis_error)?;
+        Ok(self.assemble(Connection::Cluster(connection)))
+    }
+
+    /// Checks the settings and wraps a connection you configured yourself
+    /// (credentials, retries, TLS, RESP3).
+    ///
+    /// Leave its response timeout longer than the store's
+    /// [`timeout`](Self::timeout), or off, so that the store's timeout is the
+    /// one that applies.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`ErrorKind::Config`] if the timeout is zero.
+    pub fn build(self, connection: ConnectionManager) -> Result<RedisStore, Error> {
+        self.check()?;
+        Ok(self.assemble(Connection::Single(connection)))
+    }
+
+    /// Checks the settings and wraps a Redis Cluster connection you
+    /// configured yourself.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`ErrorKind::Config`] if the timeout is zero.
+    pub fn build_cluster(self, connection: ClusterConnection) -> Result<RedisStore, Error> {
+        self.check()?;
+        Ok(self.assemble(Connection::Cluster(connection)))
+    }
+
+    /// Checks the settings.
+    fn check(&self) -> Result<(), Error> {
+        if self.timeout.is_zero() {
+            return Err(Error::message(
+                ErrorKind::Config,
+                "the redis store's timeout must be longer than zero",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Returns the store, whose settings are checked (or are the defaults).
+    fn assemble(self, connection: Connection) -> RedisStore {
+        RedisStore {
+            connection,
+            prefix: Arc::from(self.prefix),
+            timeout: self.timeout,
+        }
     }
 }
 

@@ -2,33 +2,19 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
 
-use async_trait::async_trait;
 use sqlx::Sqlite;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
     SqliteSynchronous,
 };
 
 use crate::error::Error;
-use crate::id::Id;
-use crate::store::sql::{CleanupHandle, Dialect, SqlStore};
-use crate::store::{Created, Record, Rotated, SessionStore, Updated};
+use crate::store::sql::sealed::Syntax;
+use crate::store::sql::{Dialect, SqlStore, SqlStoreBuilder};
 
-impl Dialect for Sqlite {
-    const BYTES: &'static str = "BLOB";
-    const INTEGER: &'static str = "INTEGER";
-    // SQLite lets one connection write at a time; the migration's
-    // `CREATE … IF NOT EXISTS` statements wait for each other already.
-    const MIGRATION_LOCK: Option<&'static str> = None;
-
-    fn rows_affected(result: &SqliteQueryResult) -> u64 {
-        result.rows_affected()
-    }
-}
-
-/// A [`SessionStore`] that keeps sessions in an SQLite database: a file
+/// A [`SessionStore`](crate::SessionStore) that keeps sessions in an SQLite
+/// database: a file
 /// that survives restarts, with no server to run.
 ///
 /// SQLite is compiled into the program (`sqlx` bundles it). One file serves
@@ -36,9 +22,10 @@ impl Dialect for Sqlite {
 /// sessions between machines, use a server database such as
 /// [`PostgresStore`](crate::PostgresStore).
 ///
-/// - **The table.** [`migrate`](Self::migrate) creates it if it does not
-///   exist: `sessions` unless [`with_table_name`](Self::with_table_name)
-///   picks another, with an index on the deadline. Call it once at startup.
+/// - **The table.** [`migrate`](SqlStore::migrate) creates it if it does
+///   not exist: `sessions` unless [`builder`](SqlStore::builder) picks
+///   another with [`table_name`](SqlStoreBuilder::table_name), with an index
+///   on the deadline. Call it once at startup.
 ///
 ///   ```sql
 ///   CREATE TABLE IF NOT EXISTS "sessions" (
@@ -52,24 +39,26 @@ impl Dialect for Sqlite {
 ///   ```
 /// - **Expiry.** SQLite has no TTL: loads, updates and rotations compare
 ///   `expires_at` with the current time and ignore expired rows, which stay
-///   in the file until [`delete_expired`](Self::delete_expired) removes
-///   them; [`spawn_cleanup`](Self::spawn_cleanup) runs it on a schedule.
+///   in the file until [`delete_expired`](SqlStore::delete_expired) removes
+///   them; [`spawn_cleanup`](SqlStore::spawn_cleanup) runs it on a schedule.
 /// - **Rotation** ([`Session::cycle_id`](crate::Session::cycle_id)) is one
 ///   transaction: check the old version, insert the new id, delete the old
 ///   one, all or nothing.
 /// - **Concurrency.** SQLite runs one write at a time; the others wait for
 ///   the connection's busy timeout (5 seconds unless set) and fail after
 ///   it. Reads do not wait for writes in WAL mode, which
-///   [`open`](Self::open) and [`connect`](Self::connect) turn on for files.
+///   [`open`](SqliteStore#method.open) and
+///   [`connect`](SqliteStore#method.connect) turn on for files.
 /// - **In memory.** `sqlite::memory:` gives a database that lives only as
 ///   long as its connections, which is handy in tests.
-///   [`connect`](Self::connect) gives it a pool of exactly one connection
+///   [`connect`](SqliteStore#method.connect) gives it a pool of exactly one connection
 ///   that is never closed, so every request sees the same database. If you
 ///   build the pool yourself for an in-memory database, do the same
 ///   (`max_connections(1)`, `idle_timeout(None)`, `max_lifetime(None)`):
 ///   when its last connection closes, the database and its sessions are gone.
 ///
-/// Cloning is cheap and clones share the pool.
+/// `SqliteStore` is the SQLite [`SqlStore`]; its methods are listed there
+/// and below. Cloning is cheap and clones share the pool.
 ///
 /// # Example
 ///
@@ -98,49 +87,88 @@ impl Dialect for Sqlite {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone, Debug)]
-pub struct SqliteStore {
-    inner: SqlStore<Sqlite>,
+pub type SqliteStore = SqlStore<Sqlite>;
+
+/// Builds an [`SqliteStore`]: `SqliteStore::builder()`, then
+/// [`table_name`](SqlStoreBuilder::table_name), then
+/// [`open`](SqliteStoreBuilder#method.open),
+/// [`connect`](SqliteStoreBuilder#method.connect) or
+/// [`build`](SqlStoreBuilder::build).
+pub type SqliteStoreBuilder = SqlStoreBuilder<Sqlite>;
+
+impl Syntax for Sqlite {
+    const STORE_NAME: &'static str = "SqliteStore";
+    const BUILDER_NAME: &'static str = "SqliteStoreBuilder";
+    const BYTES: &'static str = "BLOB";
+    const INTEGER: &'static str = "INTEGER";
+    // SQLite lets one connection write at a time; the migration's
+    // `CREATE … IF NOT EXISTS` statements wait for each other already.
+    const MIGRATION_LOCK: Option<&'static str> = None;
+
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
 }
 
-impl SqliteStore {
-    /// How long a pool made by [`open`](Self::open) or
-    /// [`connect`](Self::connect) waits for a connection before the store
-    /// call fails: 3 seconds.
-    pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+impl Dialect for Sqlite {}
 
-    /// Creates a store on `pool`, using the table `sessions`.
-    ///
-    /// Nothing is sent to the database until the store is used; call
-    /// [`migrate`](Self::migrate) to create the table. See the type's docs
-    /// for in-memory databases.
-    pub fn new(pool: SqlitePool) -> Self {
-        Self {
-            inner: SqlStore::new(pool),
-        }
-    }
-
+impl SqlStore<Sqlite> {
     /// Opens (or creates) the database file at `path` and creates a store on
     /// it, using the table `sessions`.
     ///
-    /// The file is put in WAL mode with `synchronous = NORMAL`: a session
-    /// written before a crash of the program is there after it, and readers
-    /// do not wait for writers. (A power loss can undo the last writes.)
-    /// The pool keeps `sqlx`'s defaults (up to 10 connections) except for
-    /// the acquire timeout, which is [`ACQUIRE_TIMEOUT`](Self::ACQUIRE_TIMEOUT).
+    /// The same as `SqliteStore::builder().open(path)`; see
+    /// [`SqliteStoreBuilder::open`](SqliteStoreBuilder#method.open).
     ///
     /// # Errors
     ///
     /// Fails with [`ErrorKind::Store`](crate::ErrorKind::Store) if the file
     /// cannot be opened or created.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let options = SqliteConnectOptions::new().filename(path);
-        Self::connect_with(options, false).await
+        Self::builder().open(path).await
     }
 
     /// Connects to the database at `url`, such as `sqlite://sessions.db` or
     /// `sqlite::memory:`, and creates a store on it, using the table
     /// `sessions`.
+    ///
+    /// The same as `SqliteStore::builder().connect(url)`; see
+    /// [`SqliteStoreBuilder::connect`](SqliteStoreBuilder#method.connect).
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`ErrorKind::Store`](crate::ErrorKind::Store) if the URL is
+    /// invalid or the database cannot be opened.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::builder().connect(url).await
+    }
+}
+
+impl SqlStoreBuilder<Sqlite> {
+    /// Checks the settings, then opens (or creates) the database file at
+    /// `path` and returns a store on it.
+    ///
+    /// The file is put in WAL mode with `synchronous = NORMAL`: a session
+    /// written before a crash of the program is there after it, and readers
+    /// do not wait for writers. (A power loss can undo the last writes.)
+    /// The pool keeps `sqlx`'s defaults (up to 10 connections) except for
+    /// the acquire timeout, which is
+    /// [`ACQUIRE_TIMEOUT`](SqlStore::ACQUIRE_TIMEOUT).
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`ErrorKind::Config`](crate::ErrorKind::Config) if the
+    /// table name is invalid (before opening anything; see
+    /// [`table_name`](SqlStoreBuilder::table_name)), and with
+    /// [`ErrorKind::Store`](crate::ErrorKind::Store) if the file cannot be
+    /// opened or created.
+    pub async fn open(self, path: impl AsRef<Path>) -> Result<SqliteStore, Error> {
+        let options = SqliteConnectOptions::new().filename(path);
+        self.connect_with(options, false).await
+    }
+
+    /// Checks the settings, then connects to the database at `url`, such as
+    /// `sqlite://sessions.db` or `sqlite::memory:`, and returns a store on
+    /// it.
     ///
     /// A file is created if it is missing, and put in WAL mode as by
     /// [`open`](Self::open). An in-memory database (`:memory:` or
@@ -149,116 +177,35 @@ impl SqliteStore {
     ///
     /// # Errors
     ///
-    /// Fails with [`ErrorKind::Store`](crate::ErrorKind::Store) if the URL is
-    /// invalid or the database cannot be opened.
-    pub async fn connect(url: &str) -> Result<Self, Error> {
+    /// Fails with [`ErrorKind::Config`](crate::ErrorKind::Config) if the
+    /// table name is invalid (before opening anything; see
+    /// [`table_name`](SqlStoreBuilder::table_name)), and with
+    /// [`ErrorKind::Store`](crate::ErrorKind::Store) if the URL is invalid or
+    /// the database cannot be opened.
+    pub async fn connect(self, url: &str) -> Result<SqliteStore, Error> {
         let options = SqliteConnectOptions::from_str(url).map_err(Error::store)?;
-        Self::connect_with(options, is_in_memory(url)).await
+        self.connect_with(options, is_in_memory(url)).await
     }
 
-    async fn connect_with(options: SqliteConnectOptions, in_memory: bool) -> Result<Self, Error> {
-        let pool = SqlitePoolOptions::new().acquire_timeout(Self::ACQUIRE_TIMEOUT);
+    async fn connect_with(
+        self,
+        options: SqliteConnectOptions,
+        in_memory: bool,
+    ) -> Result<SqliteStore, Error> {
+        let pool = SqlitePoolOptions::new().acquire_timeout(SqliteStore::ACQUIRE_TIMEOUT);
         if in_memory {
             let pool = pool
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with(options)
-                .await
-                .map_err(Error::store)?;
-            return Ok(Self::new(pool));
+                .max_lifetime(None);
+            return self.open_pool(pool.connect_with(options)).await;
         }
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal);
-        let pool = pool.connect_with(options).await.map_err(Error::store)?;
-        Ok(Self::new(pool))
-    }
-
-    /// Returns the store with its sessions in the table `name`.
-    ///
-    /// # Errors
-    ///
-    /// Fails with [`ErrorKind::Config`](crate::ErrorKind::Config) unless
-    /// `name` is 1 to 48 ASCII letters, digits or underscores and does not
-    /// start with a digit. The name is used in SQL text, so nothing else is
-    /// accepted.
-    ///
-    /// ```
-    /// # use session_layer::{ErrorKind, SqliteStore};
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let store = SqliteStore::connect("sqlite::memory:").await?;
-    /// let store = store.with_table_name("app_sessions")?;
-    /// store.migrate().await?;
-    /// assert_eq!(store.table_name(), "app_sessions");
-    ///
-    /// let refused = store.with_table_name("x\"; DROP TABLE users; --");
-    /// assert_eq!(refused.unwrap_err().kind(), ErrorKind::Config);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn with_table_name(self, name: &str) -> Result<Self, Error> {
-        Ok(Self {
-            inner: self.inner.with_table_name(name)?,
-        })
-    }
-
-    /// Returns the name of the table the sessions are kept in.
-    pub fn table_name(&self) -> &str {
-        self.inner.table_name()
-    }
-
-    /// Returns the connection pool.
-    pub fn pool(&self) -> &SqlitePool {
-        self.inner.pool()
-    }
-
-    /// Closes the store's connections, waiting for those in use to be
-    /// returned. Every later call fails; an in-memory database is gone.
-    pub async fn close(&self) {
-        self.inner.close().await;
-    }
-
-    /// Creates the table and its index, if they do not exist yet.
-    ///
-    /// # Errors
-    ///
-    /// Fails with [`ErrorKind::Store`](crate::ErrorKind::Store) if the
-    /// database fails (for example, it was opened read-only).
-    pub async fn migrate(&self) -> Result<(), Error> {
-        self.inner.migrate().await
-    }
-
-    /// Deletes every session whose deadline has passed, and returns how many
-    /// were deleted.
-    ///
-    /// # Errors
-    ///
-    /// Fails with [`ErrorKind::Store`](crate::ErrorKind::Store) if the
-    /// database fails.
-    pub async fn delete_expired(&self) -> Result<u64, Error> {
-        self.inner.delete_expired().await
-    }
-
-    /// Spawns a task that calls [`delete_expired`](Self::delete_expired)
-    /// every `period`, starting one period from now, until the returned
-    /// handle is stopped or dropped.
-    ///
-    /// A failed cleanup is reported (with the `tracing` feature) and tried
-    /// again at the next period.
-    ///
-    /// # Panics
-    ///
-    /// Panics if `period` is zero, or if called outside a Tokio runtime.
-    pub fn spawn_cleanup(&self, period: Duration) -> CleanupHandle {
-        let store = self.inner.clone();
-        CleanupHandle::spawn(period, move || {
-            let store = store.clone();
-            async move { store.delete_expired().await }
-        })
+        self.open_pool(pool.connect_with(options)).await
     }
 }
 
@@ -269,34 +216,6 @@ fn is_in_memory(url: &str) -> bool {
         .trim_start_matches("sqlite:");
     let (database, params) = url.split_once('?').unwrap_or((url, ""));
     database == ":memory:" || params.split('&').any(|param| param == "mode=memory")
-}
-
-#[async_trait]
-impl SessionStore for SqliteStore {
-    async fn load(&self, id: &Id) -> Result<Option<Record>, Error> {
-        self.inner.load(id).await
-    }
-
-    async fn create(&self, record: &Record) -> Result<Created, Error> {
-        self.inner.create(record).await
-    }
-
-    async fn update(&self, record: &Record, expected_version: u64) -> Result<Updated, Error> {
-        self.inner.update(record, expected_version).await
-    }
-
-    async fn delete(&self, id: &Id) -> Result<(), Error> {
-        self.inner.delete(id).await
-    }
-
-    async fn rotate(
-        &self,
-        old: &Id,
-        expected_version: u64,
-        record: &Record,
-    ) -> Result<Rotated, Error> {
-        self.inner.rotate(old, expected_version, record).await
-    }
 }
 
 #[cfg(test)]

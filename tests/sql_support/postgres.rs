@@ -53,8 +53,9 @@ pub(crate) fn shared() -> &'static PgServer {
 /// Returns a store on the shared server, with a table of its own, migrated.
 pub(crate) async fn store() -> PostgresStore {
     let pool = shared().pool(4).await;
-    let store = PostgresStore::new(pool)
-        .with_table_name(&unique_name("t"))
+    let store = PostgresStore::builder()
+        .table_name(unique_name("t"))
+        .build(pool)
         .expect("a valid table name");
     store.migrate().await.expect("migrate");
     store

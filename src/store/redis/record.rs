@@ -12,14 +12,17 @@
 //! The first 12 bytes (tag and version) are the record's [`header`]: the
 //! compare-and-set scripts compare them with `GETRANGE key 0 11`, so they
 //! never read or parse the data. Times are kept in whole milliseconds,
-//! rounded down; a time before the epoch is kept as the epoch.
+//! rounded down; a time before the epoch is kept as the epoch, and a time
+//! too large for the field, or a field too large for a `SystemTime`,
+//! saturates.
 
 use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::error::{Error, ErrorKind};
 use crate::id::Id;
 use crate::store::Record;
+use crate::store::time::{from_unix_ms, to_unix_ms};
 
 /// Marks a value as a session record in layout 1. The NUL byte keeps it
 /// apart from any text or JSON another program might leave under the key.
@@ -50,8 +53,8 @@ pub(super) fn len(record: &Record) -> usize {
 pub(super) fn write(record: &Record, out: &mut impl Write) {
     // Writing to memory cannot fail.
     let _ = out.write_all(&header(record.version));
-    let _ = out.write_all(&to_ms(record.created_at).to_be_bytes());
-    let _ = out.write_all(&to_ms(record.expires_at).to_be_bytes());
+    let _ = out.write_all(&to_unix_ms(record.created_at).to_be_bytes());
+    let _ = out.write_all(&to_unix_ms(record.expires_at).to_be_bytes());
     let _ = out.write_all(&record.data);
 }
 
@@ -86,8 +89,8 @@ pub(super) fn decode(id: Id, value: &[u8]) -> Result<Record, Error> {
         id,
         version,
         data: data.into(),
-        created_at: from_ms(created),
-        expires_at: from_ms(expires),
+        created_at: from_unix_ms(created),
+        expires_at: from_unix_ms(expires),
     })
 }
 
@@ -102,7 +105,7 @@ pub(super) fn foreign() -> Error {
 /// Returns the `PXAT` argument for a deadline: milliseconds since the epoch,
 /// at least 1 (Redis refuses 0) and at most `i64::MAX` (it refuses more).
 pub(super) fn pxat(deadline: SystemTime) -> u64 {
-    to_ms(deadline).clamp(1, i64::MAX.unsigned_abs())
+    to_unix_ms(deadline).clamp(1, i64::MAX.unsigned_abs())
 }
 
 fn read_u64(value: &[u8], at: usize) -> Option<u64> {
@@ -110,25 +113,10 @@ fn read_u64(value: &[u8], at: usize) -> Option<u64> {
     bytes.try_into().ok().map(u64::from_be_bytes)
 }
 
-/// Returns `time` in whole milliseconds since the epoch, rounded down; 0 for
-/// a time before the epoch.
-fn to_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
-        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-    })
-}
-
-/// Returns the time `ms` milliseconds after the epoch; a value too large for
-/// a `SystemTime` (on a platform where one is narrower than 64-bit seconds)
-/// reads as the epoch, which is long expired.
-fn from_ms(ms: u64) -> SystemTime {
-    UNIX_EPOCH
-        .checked_add(Duration::from_millis(ms))
-        .unwrap_or(UNIX_EPOCH)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
     use super::*;
 
     fn sample(data: &[u8]) -> Record {
