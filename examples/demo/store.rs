@@ -150,22 +150,29 @@ async fn redis(_url: &str) -> Result<Opened, OpenError> {
 #[cfg(any(feature = "postgres-store", feature = "sqlite-store"))]
 const CLEANUP_PERIOD: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
-#[cfg(feature = "postgres-store")]
-async fn postgres(url: &str) -> Result<Opened, OpenError> {
-    let fail = |error| OpenError::Store {
-        store: "PostgreSQL",
-        error,
-    };
-    let store = session_layer::PostgresStore::connect(url)
-        .await
-        .map_err(fail)?;
+/// Creates the table of a connected SQL store and starts its cleanup task.
+#[cfg(any(feature = "postgres-store", feature = "sqlite-store"))]
+async fn sql<DB: session_layer::Dialect>(
+    connected: Result<session_layer::SqlStore<DB>, session_layer::Error>,
+    store: &'static str,
+    description: String,
+) -> Result<Opened, OpenError> {
+    let fail = |error| OpenError::Store { store, error };
+    let store = connected.map_err(fail)?;
     store.migrate().await.map_err(fail)?;
     let cleanup = store.spawn_cleanup(CLEANUP_PERIOD);
     Ok(Opened {
         store: Arc::new(store),
-        description: format!("PostgresStore at {}", redact(url)),
+        description,
         _guard: Some(Box::new(cleanup)),
     })
+}
+
+#[cfg(feature = "postgres-store")]
+async fn postgres(url: &str) -> Result<Opened, OpenError> {
+    let connected = session_layer::PostgresStore::connect(url).await;
+    let description = format!("PostgresStore at {}", redact(url));
+    sql(connected, "PostgreSQL", description).await
 }
 
 #[cfg(not(feature = "postgres-store"))]
@@ -178,20 +185,9 @@ async fn postgres(_url: &str) -> Result<Opened, OpenError> {
 
 #[cfg(feature = "sqlite-store")]
 async fn sqlite(url: &str) -> Result<Opened, OpenError> {
-    let fail = |error| OpenError::Store {
-        store: "SQLite",
-        error,
-    };
-    let store = session_layer::SqliteStore::connect(url)
-        .await
-        .map_err(fail)?;
-    store.migrate().await.map_err(fail)?;
-    let cleanup = store.spawn_cleanup(CLEANUP_PERIOD);
-    Ok(Opened {
-        store: Arc::new(store),
-        description: format!("SqliteStore at {}", redact(url)),
-        _guard: Some(Box::new(cleanup)),
-    })
+    let connected = session_layer::SqliteStore::connect(url).await;
+    let description = format!("SqliteStore at {}", redact(url));
+    sql(connected, "SQLite", description).await
 }
 
 #[cfg(not(feature = "sqlite-store"))]
