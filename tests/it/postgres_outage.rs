@@ -3,20 +3,16 @@
 //! half-written, and service resumes on the same app once the server is back.
 //!
 //! This binary starts a server of its own, since the test stops it.
-#![cfg(feature = "postgres-store")]
-
-mod common;
-mod sql_support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::postgres::PgServer;
+use crate::support::{App, Reply, id_of, key};
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
-use common::{App, Reply, id_of, key};
 use session_layer::{PostgresStore, Record, SessionLayer, SessionStore};
-use sql_support::postgres::PgServer;
 
 /// A request the store cannot serve must fail within this long: the pool's
 /// two-second acquire timeout, and some slack.

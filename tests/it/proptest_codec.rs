@@ -16,15 +16,14 @@
 //! `tests/proptest_codec.proptest-regressions`, replayed first on every run
 //! (commit that file with the fix).
 
-mod common;
-
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::support;
+use crate::support::{App, key};
 use async_trait::async_trait;
 use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
-use common::{App, key};
 use proptest::prelude::*;
 use session_layer::{
     Created, Error, Id, MemoryStore, Record, Rotated, SessionLayer, SessionStore, Updated,
@@ -290,7 +289,7 @@ fn fixture() -> Fixture {
         (valid, [other_key, other_name])
     });
     store.take_loads();
-    let id = common::id_of(&valid);
+    let id = support::id_of(&valid);
     Fixture {
         runtime,
         app,

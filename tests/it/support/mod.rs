@@ -1,25 +1,43 @@
-//! Tools shared by the HTTP-level tests.
+//! The tools the tests share. Nothing here mocks a backend.
 //!
-//! None of these mock a backend: [`CountingStore`] and [`FaultyStore`] wrap a
-//! real store (usually [`MemoryStore`]) and only watch, fail or pause the
-//! calls the layer makes. [`App`] serves a real axum [`Router`](axum::Router)
-//! behind the real [`SessionLayer`](session_layer::SessionLayer), sends
-//! requests through `oneshot`, and reads the answer back.
-
-// Every test binary compiles this module but uses a different part of it.
-#![allow(dead_code)]
+//! - [`App`] serves a real axum [`Router`](axum::Router) behind the real
+//!   [`SessionLayer`](session_layer::SessionLayer), sends requests through
+//!   `oneshot`, and reads the answer back; [`ManualClock`] is the clock the
+//!   tests move by hand.
+//! - [`CountingStore`] and [`FaultyStore`] wrap a real store (usually
+//!   [`MemoryStore`]) and only watch, fail or pause the calls the layer makes.
+//! - [`browser`], [`postgres`] and [`redis`] run the real programs the tests
+//!   talk to: Chromium with chromedriver, a PostgreSQL server, Redis servers
+//!   and clusters. [`records`] builds records by hand for the SQL stores'
+//!   tests, and [`TempDir`] holds what the servers and databases write.
 
 mod app;
 mod clock;
 mod stores;
+#[cfg(any(
+    feature = "redis-store",
+    feature = "postgres-store",
+    feature = "sqlite-store"
+))]
+mod temp;
 
-// Each test binary uses some of these.
-#[allow(unused_imports)]
-pub(crate) use app::{App, Reply, SetCookie, routes};
-#[allow(unused_imports)]
+pub(crate) mod browser;
+#[cfg(feature = "postgres-store")]
+pub(crate) mod postgres;
+#[cfg(any(feature = "postgres-store", feature = "sqlite-store"))]
+pub(crate) mod records;
+#[cfg(feature = "redis-store")]
+pub(crate) mod redis;
+
+pub(crate) use app::{App, Reply, SetCookie, join, join_within_5s, routes, spawn_get, spawn_post};
 pub(crate) use clock::ManualClock;
-#[allow(unused_imports)]
 pub(crate) use stores::{CountingStore, FaultyStore, Gate, Op};
+#[cfg(any(
+    feature = "redis-store",
+    feature = "postgres-store",
+    feature = "sqlite-store"
+))]
+pub(crate) use temp::{TempDir, unique_name};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
