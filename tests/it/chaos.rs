@@ -1,4 +1,4 @@
-//! Load under a failing store (SPEC §4.3, §6, §7).
+//! Load under a failing store.
 //!
 //! 32 clients send 50 requests each, concurrently, on a multi-thread runtime,
 //! through the real `Router` and `SessionLayer`, to a store wrapped in

@@ -1,6 +1,7 @@
 //! Concurrent requests on one session: no lost update, no lost key, the
-//! later insert wins, and nothing brings back a destroyed or rotated id
-//! (SPEC §6).
+//! later commit wins (even when it writes back what it loaded), an `update`
+//! closure may read the session, and nothing brings back a destroyed or
+//! rotated id.
 
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};

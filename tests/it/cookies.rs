@@ -1,5 +1,5 @@
-//! The cookie: forged and malformed values, key rotation, prefixes and the
-//! configuration checked at build time (SPEC §3).
+//! The cookie: forged and malformed values, key rotation, prefixes (on the
+//! removal cookie too) and the configuration checked at build time.
 
 use std::time::Duration;
 
@@ -229,10 +229,10 @@ async fn invalid_configurations_fail_at_build() {
     }
 }
 
-/// RFC 6265bis §4.1.3: browsers match the `__Secure-` and `__Host-` prefixes
-/// case-insensitively and drop a cookie that breaks their rules, so the layer
-/// must refuse such a configuration at build time (SPEC §3.4: "never a
-/// silent request-time surprise").
+/// Browsers match the `__Secure-` and `__Host-` prefixes case-insensitively
+/// (RFC 6265bis, section 4.1.3) and drop a cookie that breaks their rules, so
+/// the layer must refuse such a configuration at build time: a configuration
+/// mistake is never a silent request-time surprise.
 #[tokio::test]
 async fn prefix_rules_apply_whatever_the_case_of_the_prefix() {
     let builder = || SessionLayer::builder(MemoryStore::default(), key(1));

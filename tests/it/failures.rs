@@ -1,5 +1,6 @@
-//! Store failures and corrupt records: a 500 without a `Set-Cookie`, the
-//! stored session left as it was, and the user's hook (SPEC §7).
+//! Store failures and corrupt records: a 500 (or 409) without a `Set-Cookie`
+//! but with `Vary: Cookie`, the stored session left as it was, the user's
+//! hook, and typed errors that keep their kind and source.
 
 use std::error::Error as _;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -374,7 +375,7 @@ async fn a_load_rejection_keeps_its_kind_and_source() {
     assert_eq!(
         reply.headers.get(VARY).map(|value| value.as_bytes()),
         Some(&b"Cookie"[..]),
-        "a response to a failed load still depends on the cookie (SPEC §3.7)"
+        "a response to a failed load still depends on the cookie"
     );
 
     let seen = lock(&seen).take().expect("the handler saw a rejection");

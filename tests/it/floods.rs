@@ -1,5 +1,4 @@
-//! Floods: what ten thousand hostile or careless requests cost the store
-//! (SPEC §3.3, §4.4, §5.4).
+//! Floods: what ten thousand hostile or careless requests cost the store.
 //!
 //! - anonymous requests that only read create nothing and load nothing;
 //! - forged cookies (tampered, truncated, random, signed by another key or for
@@ -293,7 +292,7 @@ async fn ten_thousand_unknown_signed_ids_load_once_each_and_are_never_adopted() 
     assert_eq!(store.inner.len(), 0);
 
     // A write through an unknown id starts a session under a fresh id: the
-    // presented one is never adopted (SPEC §5.4).
+    // presented one is never adopted.
     for value in unknown.iter().take(100) {
         let reply = app.post("/set/k/w", Some(value)).await;
         assert_eq!(reply.status, StatusCode::OK, "{reply:?}");

@@ -1,4 +1,5 @@
-//! Key rotation end to end (SPEC §3.2, §3.1).
+//! Key rotation end to end: the primary key signs, fallback keys only
+//! verify, and a re-issued cookie keeps its session's deadlines.
 //!
 //! Flask shipped key rotation with new cookies signed by the stale key, so
 //! these tests check *which* key signed every cookie the layer sends: a

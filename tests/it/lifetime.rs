@@ -1,5 +1,6 @@
-//! A session's life: new ids, logout, the idle and absolute clocks, the
-//! refresh throttle, persistent cookies, and what a 5xx saves (SPEC §2, §5).
+//! A session's life: new ids, logout (which also ends "remember me"), the
+//! idle and absolute clocks, the refresh throttle, persistent cookies, and
+//! what a 5xx saves.
 
 use std::time::Duration;
 

@@ -1,7 +1,8 @@
-//! `PostgresStore` on a real PostgreSQL server started for this test binary:
-//! the conformance suite, two application instances sharing one database,
-//! expiry and the cleanup task, table names, and the layer's calls end to
-//! end. Each test uses a table of its own on the one shared server.
+//! `PostgresStore` on a real PostgreSQL server started once for all the
+//! tests ([`shared`]): the conformance suite, two application instances
+//! sharing one database, expiry and the cleanup task, table names, and the
+//! layer's calls end to end. Each test uses a table of its own on the one
+//! shared server.
 
 use std::time::{Duration, SystemTime};
 

@@ -1,8 +1,8 @@
-//! PostgreSQL going away under a running app (SPEC §7): every request that
+//! PostgreSQL going away under a running app: every request that
 //! needs the store gets a prompt `500` without a `Set-Cookie`, nothing is
 //! half-written, and service resumes on the same app once the server is back.
 //!
-//! This binary starts a server of its own, since the test stops it.
+//! Each test starts a server of its own, since it stops it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

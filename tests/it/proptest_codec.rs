@@ -1,5 +1,6 @@
 //! Property tests of the strict `Cookie` header parser and the cookie value
-//! codec (SPEC §3.1, §3.3, §3.5, §7.3).
+//! codec: junk never panics, never reaches the store, and costs a bounded
+//! number of MAC checks.
 //!
 //! Two levels:
 //!
@@ -13,7 +14,7 @@
 //!   request can cause is asserted, not timed.
 //!
 //! A failing case prints proptest's minimal input, and its seed is saved in
-//! `tests/proptest_codec.proptest-regressions`, replayed first on every run
+//! `tests/proptest-regressions/proptest_codec.txt`, replayed first on every run
 //! (commit that file with the fix).
 
 use std::sync::{Arc, Mutex, PoisonError};

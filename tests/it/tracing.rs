@@ -1,4 +1,4 @@
-//! What the layer logs with the `tracing` feature (SPEC §3.3, §8): the
+//! What the layer logs with the `tracing` feature: the
 //! events and spans it promises, captured per test, and never a raw id, a
 //! cookie value or a key.
 

@@ -343,7 +343,7 @@ impl Reply {
     }
 
     /// Returns the `Set-Cookie` for the session cookie, checking that there
-    /// is at most one (SPEC §3.6).
+    /// is at most one: a response never sets the session cookie twice.
     pub(crate) fn session_cookie(&self) -> Option<SetCookie> {
         let mut cookies: Vec<SetCookie> = self
             .set_cookies()

@@ -46,7 +46,7 @@ pub(crate) struct PgServer {
     watchdog: Mutex<Option<Child>>,
 }
 
-/// Returns the server shared by every test of this binary, starting it on
+/// Returns the server shared by the tests, starting it on
 /// first use. It is stopped when the test process ends.
 pub(crate) fn shared() -> &'static PgServer {
     static SERVER: OnceLock<PgServer> = OnceLock::new();
@@ -300,7 +300,8 @@ fn ensure_user() -> String {
             ])
             .arg(SERVER_USER)
             .output();
-        // Another test binary may have created it meanwhile: check again.
+        // Another test (or test process) may have created it meanwhile: check
+        // again.
         if !exists() {
             check(created, "useradd", None);
             assert!(exists(), "useradd did not create the user {SERVER_USER}");
