@@ -1,5 +1,5 @@
 //! Hooks for the fuzz target (`fuzz/`) and the property tests
-//! behind the `_fuzzing` feature.
+//! (`tests/it/proptest_codec.rs`), behind the `_fuzzing` feature.
 //!
 //! Not part of the public API: hidden from the docs, and free to change in any
 //! release. They expose the strict `Cookie` header parser and the verifier

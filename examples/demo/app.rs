@@ -7,8 +7,8 @@
 //! the pages prove that the browser keeps sending the cookie. Every `POST`
 //! answers `303 See Other` back to a page.
 //!
-//! `main.rs` serves this app; the browser tests (`tests/browser.rs`) include
-//! this file and serve it in-process.
+//! `main.rs` serves this app; the browser tests (`tests/it/browser.rs`)
+//! include this file and serve it in-process.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -1,17 +1,17 @@
-//! Key rotation end to end (SPEC §3.2, §3.1).
+//! Key rotation end to end: the primary key signs, fallback keys only
+//! verify, and a re-issued cookie keeps its session's deadlines.
 //!
 //! Flask shipped key rotation with new cookies signed by the stale key, so
 //! these tests check *which* key signed every cookie the layer sends: a
 //! cookie signed by key K verifies under a layer that holds K alone, and not
 //! under one that holds any other key alone.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::support;
+use crate::support::{App, CountingStore, ManualClock, key, stored};
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
-use common::{App, CountingStore, key};
 use session_layer::{ErrorKind, Key, MIN_KEY_LEN, MemoryStore, SessionLayer};
 
 /// A layer on `store` that signs with `primary` and verifies with
@@ -41,6 +41,8 @@ const A: u8 = 0xA;
 const B: u8 = 0xB;
 const C: u8 = 0xC;
 
+const HOUR: Duration = Duration::from_secs(60 * 60);
+
 #[tokio::test]
 async fn cookies_move_from_key_to_key_across_three_generations() {
     let store = MemoryStore::default();
@@ -55,8 +57,8 @@ async fn cookies_move_from_key_to_key_across_three_generations() {
     assert_eq!(reply.cache_control(), Some("no-store"));
     let signed_by_b = reply.session_value().expect("re-issued");
     assert_eq!(
-        common::id_of(&signed_by_b),
-        common::id_of(&signed_by_a),
+        support::id_of(&signed_by_b),
+        support::id_of(&signed_by_a),
         "same session"
     );
     assert_eq!(signers(&store, &signed_by_b, &[A, B, C]).await, [B]);
@@ -104,7 +106,7 @@ async fn every_cookie_a_rotated_layer_sends_is_signed_by_the_primary() {
         let value = reply.session_value().expect("a cookie is sent");
         assert_eq!(signers(&store, &value, &[A, B]).await, [B], "{uri}");
         assert_eq!(
-            common::id_of(&value) == common::id_of(&signed_by_a),
+            support::id_of(&value) == support::id_of(&signed_by_a),
             same_id,
             "{uri}"
         );
@@ -128,7 +130,7 @@ async fn every_cookie_a_rotated_layer_sends_is_signed_by_the_primary() {
             .session_cookie()
             .is_some_and(|cookie| cookie.is_removal())
     );
-    assert!(common::stored(&store, &signed_by_a).await.is_none());
+    assert!(stored(&store, &signed_by_a).await.is_none());
 }
 
 #[tokio::test]
@@ -166,9 +168,9 @@ async fn a_removed_key_costs_no_store_call() {
     // A write starts a new session under B; A's record is not touched.
     let reply = app.post("/set/k/mine", Some(&signed_by_a)).await;
     let value = reply.session_value().expect("a new session");
-    assert_ne!(common::id_of(&value), common::id_of(&signed_by_a));
+    assert_ne!(support::id_of(&value), support::id_of(&signed_by_a));
     assert_eq!(store.loads(), 0);
-    let old = common::stored(&memory, &signed_by_a)
+    let old = stored(&memory, &signed_by_a)
         .await
         .expect("A's record is still there");
     assert_eq!(old.version, 1);
@@ -229,7 +231,7 @@ async fn keys_shorter_than_32_bytes_are_refused() {
 #[tokio::test]
 async fn reissuing_does_not_extend_the_absolute_timeout() {
     let store = MemoryStore::default();
-    let clock = common::ManualClock::new();
+    let clock = ManualClock::new();
     let clocked = |primary: u8, fallbacks: &[u8]| {
         let mut builder = SessionLayer::builder(store.clone(), key(primary))
             .idle_timeout(Duration::from_secs(600))
@@ -260,7 +262,7 @@ async fn reissuing_does_not_extend_the_absolute_timeout() {
 /// constant-time equality), and the verifier never compares tags with `==`.
 #[test]
 fn tags_are_compared_by_verify_slice_only() {
-    let source = include_str!("../src/key.rs");
+    let source = include_str!("../../src/key.rs");
     let verify = source
         .split("pub(crate) fn verify(")
         .nth(1)
@@ -271,9 +273,71 @@ fn tags_are_compared_by_verify_slice_only() {
         !verify.contains("=="),
         "no short-circuit comparison: {verify}"
     );
-    let codec = include_str!("../src/codec.rs");
+    let codec = include_str!("../../src/codec.rs");
     assert!(
         !codec.contains("tag =="),
         "the codec never compares tags itself"
     );
+}
+
+// A cookie re-issued under the new key never outlives the absolute timeout.
+
+#[tokio::test]
+async fn a_reissued_persistent_cookie_never_outlives_the_new_absolute_timeout() {
+    let clock = ManualClock::new();
+    let memory = MemoryStore::default();
+    let under_a = App::new(
+        SessionLayer::builder(memory.clone(), key(0xA))
+            .idle_timeout(10 * HOUR)
+            .absolute_timeout(12 * HOUR)
+            .persistent(true)
+            .clock(clock.source())
+            .build()
+            .expect("valid config"),
+    );
+    let reply = under_a.post("/set/k/v", None).await;
+    let cookie = reply.session_cookie().expect("a new session");
+    assert_eq!(cookie.max_age(), Some(10 * 3600));
+    let signed_by_a = cookie.value;
+
+    // The key is rotated and the absolute timeout cut to one hour; the idle
+    // timeout stays long, so the absolute one is what binds.
+    clock.at(60);
+    let under_b = App::new(
+        SessionLayer::builder(memory.clone(), key(0xB))
+            .fallback_key(key(0xA))
+            .idle_timeout(10 * HOUR)
+            .absolute_timeout(HOUR)
+            .clock(clock.source())
+            .build()
+            .expect("valid config"),
+    );
+    let only_b = App::new(SessionLayer::new(memory.clone(), key(0xB)));
+
+    // A read: the cookie is re-signed without any store write.
+    let reply = under_b.get("/get/k", Some(&signed_by_a)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, "v");
+    let reissued = reply.session_cookie().expect("re-issued under B");
+    assert_ne!(reissued.value, signed_by_a);
+    assert_eq!(
+        support::id_of(&reissued.value),
+        support::id_of(&signed_by_a)
+    );
+    let max_age = reissued.max_age().expect("still a persistent cookie");
+    assert!(
+        max_age <= 3540,
+        "Max-Age {max_age} outlives the server's deadline (1 h after creation, 1 min ago)"
+    );
+    assert_eq!(max_age, 3540);
+    assert_eq!(only_b.get("/get/k", Some(&reissued.value)).await.body, "v");
+
+    // A write through the A-signed cookie: the same bound.
+    let reply = under_b.post("/set/k/w", Some(&signed_by_a)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let rewritten = reply.session_cookie().expect("re-issued with the write");
+    assert_eq!(rewritten.max_age(), Some(3540));
+    assert_eq!(only_b.get("/get/k", Some(&rewritten.value)).await.body, "w");
+    let record = stored(&memory, &rewritten.value).await.expect("stored");
+    assert!(record.expires_at <= record.created_at + HOUR);
 }

@@ -1,17 +1,14 @@
 //! `RedisStore` on a real `redis-server`: the public conformance suite, the
 //! layout it leaves in Redis (one key per session, native TTL), foreign
 //! data, the per-call timeout, and the commands each kind of request costs.
-#![cfg(all(feature = "redis-store", feature = "conformance"))]
-
-mod common;
-mod redis_support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::support;
+use crate::support::redis::{RedisServer, ServedStore};
+use crate::support::{App, id_of, key};
 use axum::http::StatusCode;
-use common::{App, id_of, key};
-use redis_support::{RedisServer, ServedStore};
 use session_layer::{Created, ErrorKind, Id, Record, RedisStore, SessionLayer, SessionStore};
 
 mod conformance {
@@ -287,8 +284,8 @@ async fn round_trips_per_request() {
     let value = app.start_session().await;
 
     async fn calls(
-        raw: &mut redis_support::Raw,
-        request: impl std::future::Future<Output = common::Reply>,
+        raw: &mut support::redis::Raw,
+        request: impl std::future::Future<Output = support::Reply>,
     ) -> BTreeMap<String, u64> {
         raw.reset_stats().await;
         let reply = request.await;

@@ -2,16 +2,15 @@
 //! that does not use the session costs, the extractors and their rejections,
 //! and the layer around a plain tower service.
 
-mod common;
-
 use std::convert::Infallible;
 
+use crate::support;
+use crate::support::{App, CountingStore, Reply, key};
 use axum::Router;
 use axum::body::Body;
 use axum::http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
 use axum::http::{Request, Response, StatusCode};
 use axum::routing::get;
-use common::{App, CountingStore, Reply, key};
 use session_layer::{LazySession, MemoryStore, Session, SessionLayer};
 use tower::ServiceExt as _;
 
@@ -204,7 +203,7 @@ async fn remove_take_clear_and_update_are_saved() {
     // `clear` keeps the session and its id.
     assert_eq!(
         app.get("/id", Some(&value)).await.body,
-        common::id_of(&value).expose()
+        support::id_of(&value).expose()
     );
     assert_eq!(memory.len(), 1);
 }
@@ -231,7 +230,7 @@ async fn a_handlers_own_session_cookie_is_replaced() {
 
 #[tokio::test]
 async fn the_extractor_without_the_layer_names_the_missing_layer() {
-    let app = App::with_router(common::routes(), "id");
+    let app = App::with_router(support::routes(), "id");
     for uri in ["/get/k", "/maybe", "/lazy"] {
         let reply = app.get(uri, None).await;
         assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR, "{uri}");
@@ -291,7 +290,7 @@ async fn a_value_of_the_wrong_type_is_an_error_not_a_panic() {
     assert!(reply.body.contains("deserialize"), "{}", reply.body);
     assert!(!reply.body.contains(&value), "{}", reply.body);
     assert!(
-        !reply.body.contains(&common::id_of(&value).expose()),
+        !reply.body.contains(&support::id_of(&value).expose()),
         "{}",
         reply.body
     );
@@ -372,7 +371,7 @@ async fn nested_routers_share_one_session() {
                 .unwrap_or_default()
         }),
     );
-    let router = common::routes()
+    let router = support::routes()
         .nest("/api", api)
         .layer(SessionLayer::new(memory.clone(), key(1)));
     let app = App::with_router(router, "id");

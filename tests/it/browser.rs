@@ -12,15 +12,14 @@
 //! `127.0.0.1:0` and opens fresh browser profiles; the tests running at the
 //! same time share one chromedriver.
 
-#[path = "../examples/demo/app.rs"]
+#[path = "../../examples/demo/app.rs"]
 mod app;
-mod browser_support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::support::browser::{Browser, Server, browser_test, scratch_dir};
 use axum::Router;
 use axum::http::{Method, StatusCode};
-use browser_support::{Browser, Server, browser_test, scratch_dir};
 use fantoccini::cookies::Cookie;
 use session_layer::{DEFAULT_COOKIE_NAME, Key, MemoryStore, SameSite};
 

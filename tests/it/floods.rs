@@ -1,5 +1,4 @@
-//! Floods: what ten thousand hostile or careless requests cost the store
-//! (SPEC §3.3, §4.4, §5.4).
+//! Floods: what ten thousand hostile or careless requests cost the store.
 //!
 //! - anonymous requests that only read create nothing and load nothing;
 //! - forged cookies (tampered, truncated, random, signed by another key or for
@@ -9,18 +8,17 @@
 //!
 //! Every store call is counted by a wrapper around a real `MemoryStore`.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::support;
+use crate::support::{App, key};
 use async_trait::async_trait;
 use axum::http::header::SET_COOKIE;
 use axum::http::{Method, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{App, key};
 use session_layer::{
     Created, Error, Id, MemoryStore, Record, Rotated, SessionLayer, SessionStore, Updated,
 };
@@ -108,7 +106,7 @@ async fn flood<T: Clone + Send + Sync + 'static>(
     app: &App,
     items: Vec<T>,
     request: fn(&T) -> (Method, &'static str, Option<String>),
-    check: fn(&T, &common::Reply),
+    check: fn(&T, &support::Reply),
 ) {
     let items = Arc::new(items);
     let tasks: Vec<_> = (0..SENDERS)
@@ -141,7 +139,7 @@ const ANONYMOUS: [(Method, &str); 8] = [
     (Method::POST, "/destroy"),
 ];
 
-fn no_session_cookie(reply: &common::Reply) {
+fn no_session_cookie(reply: &support::Reply) {
     assert!(reply.status.is_success(), "{reply:?}");
     assert!(reply.headers.get(SET_COOKIE).is_none(), "{reply:?}");
 }
@@ -285,7 +283,7 @@ async fn ten_thousand_unknown_signed_ids_load_once_each_and_are_never_adopted() 
     assert_eq!(loads.len(), FLOOD, "every unknown id was looked up");
     for value in &unknown {
         assert_eq!(
-            loads.get(&common::id_of(value)),
+            loads.get(&support::id_of(value)),
             Some(&1),
             "exactly one load per request"
         );
@@ -294,13 +292,13 @@ async fn ten_thousand_unknown_signed_ids_load_once_each_and_are_never_adopted() 
     assert_eq!(store.inner.len(), 0);
 
     // A write through an unknown id starts a session under a fresh id: the
-    // presented one is never adopted (SPEC §5.4).
+    // presented one is never adopted.
     for value in unknown.iter().take(100) {
         let reply = app.post("/set/k/w", Some(value)).await;
         assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
         let fresh = reply.session_value().expect("a write starts a session");
-        assert_ne!(common::id_of(&fresh), common::id_of(value));
-        assert!(common::stored(&store.inner, value).await.is_none());
+        assert_ne!(support::id_of(&fresh), support::id_of(value));
+        assert!(support::stored(&store.inner, value).await.is_none());
     }
     assert_eq!(store.inner.len(), 100);
 }

@@ -1,13 +1,12 @@
-//! The cookie: forged and malformed values, key rotation, prefixes and the
-//! configuration checked at build time (SPEC §3).
-
-mod common;
+//! The cookie: forged and malformed values, key rotation, prefixes (on the
+//! removal cookie too) and the configuration checked at build time.
 
 use std::time::Duration;
 
+use crate::support;
+use crate::support::{App, CountingStore, key};
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderValue, StatusCode};
-use common::{App, CountingStore, key};
 use session_layer::{ErrorKind, MemoryStore, SameSite, SessionLayer};
 
 fn counted() -> (App, CountingStore<MemoryStore>, MemoryStore) {
@@ -46,7 +45,7 @@ async fn forged_cookies_are_anonymous_without_any_store_load() {
     .start_session()
     .await;
     assert!(
-        common::stored(&memory, &other_name).await.is_some(),
+        support::stored(&memory, &other_name).await.is_some(),
         "the record exists"
     );
 
@@ -85,8 +84,12 @@ async fn forged_cookies_are_anonymous_without_any_store_load() {
         assert_eq!(reply.status, StatusCode::OK, "{what}");
         let fresh = reply.session_value().expect("a write starts a session");
         assert_ne!(&fresh, forged, "{what}");
-        assert_ne!(common::id_of(&fresh), common::id_of(&value), "{what}");
-        assert_ne!(common::id_of(&fresh), common::id_of(&other_name), "{what}");
+        assert_ne!(support::id_of(&fresh), support::id_of(&value), "{what}");
+        assert_ne!(
+            support::id_of(&fresh),
+            support::id_of(&other_name),
+            "{what}"
+        );
         assert_eq!(store.loads(), loads, "{what}: still no load");
     }
     // The genuine session is untouched.
@@ -116,8 +119,8 @@ async fn a_fallback_key_verifies_and_the_cookie_is_reissued_under_the_primary() 
     assert_ne!(reissued.value, signed_by_a);
     assert_eq!(reissued.value.len(), 64);
     assert_eq!(
-        common::id_of(&reissued.value),
-        common::id_of(&signed_by_a),
+        support::id_of(&reissued.value),
+        support::id_of(&signed_by_a),
         "same session, new signature"
     );
     assert_eq!(reissued.attribute("HttpOnly"), Some(None));
@@ -226,10 +229,10 @@ async fn invalid_configurations_fail_at_build() {
     }
 }
 
-/// RFC 6265bis §4.1.3: browsers match the `__Secure-` and `__Host-` prefixes
-/// case-insensitively and drop a cookie that breaks their rules, so the layer
-/// must refuse such a configuration at build time (SPEC §3.4: "never a
-/// silent request-time surprise").
+/// Browsers match the `__Secure-` and `__Host-` prefixes case-insensitively
+/// (RFC 6265bis, section 4.1.3) and drop a cookie that breaks their rules, so
+/// the layer must refuse such a configuration at build time: a configuration
+/// mistake is never a silent request-time surprise.
 #[tokio::test]
 async fn prefix_rules_apply_whatever_the_case_of_the_prefix() {
     let builder = || SessionLayer::builder(MemoryStore::default(), key(1));
@@ -468,4 +471,32 @@ async fn huge_and_random_cookie_headers_are_anonymous_and_never_panic() {
     assert_eq!(memory.len(), 1);
     // The real session is still fine.
     assert_eq!(app.get("/get/k", Some(&value)).await.body, "v");
+}
+
+// The removal of a `__Host-` cookie keeps the prefix's rules.
+
+#[tokio::test]
+async fn a_host_prefixed_removal_cookie_keeps_the_prefix_rules() {
+    let memory = MemoryStore::default();
+    let layer = SessionLayer::builder(memory.clone(), key(1))
+        .cookie_name("__Host-id")
+        .build()
+        .expect("valid config");
+    let app = App::named(layer, "__Host-id");
+    let value = app.start_session().await;
+
+    let reply = app.post("/destroy", Some(&value)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let removal = reply.session_cookie().expect("a removal cookie");
+    assert_eq!(removal.name, "__Host-id");
+    assert_eq!(removal.value, "");
+    assert_eq!(removal.max_age(), Some(0));
+    assert_eq!(removal.attribute("Secure"), Some(None));
+    assert_eq!(removal.value_of("Path"), Some("/"));
+    assert!(!removal.has("Domain"), "{removal:?}");
+    assert_eq!(removal.attribute("HttpOnly"), Some(None));
+    assert_eq!(removal.value_of("SameSite"), Some("Lax"));
+    assert_eq!(reply.set_cookies().len(), 1);
+    assert_eq!(reply.cache_control(), Some("no-store"));
+    assert_eq!(memory.len(), 0);
 }

@@ -5,22 +5,21 @@
 //! The tests need `redis-server` and `redis-cli` on `PATH`; when they are
 //! missing, the tests fail and say how to install them.
 
-// Every test binary compiles this module but uses a different part of it.
-#![allow(dead_code)]
 // A helper that cannot give a test what it needs fails that test.
 #![allow(clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind as IoErrorKind;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use session_layer::redis::aio::MultiplexedConnection;
 use session_layer::{Created, Error, Id, Record, RedisStore, Rotated, SessionStore, Updated};
+
+use super::TempDir;
 
 const INSTALL_HINT: &str = "the Redis store's tests run a real Redis: install it with \
      `apt-get install redis-server` (it provides redis-server and redis-cli)";
@@ -37,32 +36,6 @@ fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("can bind a loopback port")
         .port()
-}
-
-/// A fresh, empty directory under the system's temp dir, removed on drop.
-#[derive(Debug)]
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(label: &str) -> Self {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("session-layer-{label}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("can create a temp dir");
-        Self(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// One `redis-server` child process on a loopback port.
@@ -97,7 +70,7 @@ impl RedisServer {
                 port: free_port(),
                 extra: extra.clone(),
                 child: None,
-                dir: TempDir::new("redis"),
+                dir: TempDir::new("session_layer_redis"),
             };
             match server.spawn().await {
                 Ok(()) => return server,

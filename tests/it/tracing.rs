@@ -1,20 +1,15 @@
-//! What the layer logs with the `tracing` feature (SPEC §3.3, §8): the
+//! What the layer logs with the `tracing` feature: the
 //! events and spans it promises, captured per test, and never a raw id, a
 //! cookie value or a key.
-#![cfg(feature = "tracing")]
-
-mod common;
 
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
 
+use crate::support::{App, CountingStore, FaultyStore, Op, id_of, join, spawn_post};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use common::{App, CountingStore, FaultyStore, Op, Reply, id_of};
 use session_layer::{Key, MemoryStore, SessionLayer, SessionStore};
-use tokio::task::JoinHandle;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::FmtSpan;
@@ -142,18 +137,6 @@ fn session_fields(line: &str) -> Vec<&str> {
     line.split_whitespace()
         .filter_map(|word| word.strip_prefix("session="))
         .collect()
-}
-
-fn spawn_post(app: &App, uri: &str, cookie: &str) -> JoinHandle<Reply> {
-    let (app, uri, cookie) = (app.clone(), uri.to_owned(), cookie.to_owned());
-    tokio::spawn(async move { app.post(&uri, Some(&cookie)).await })
-}
-
-async fn join(task: JoinHandle<Reply>) -> Reply {
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("the request finished within 10 s")
-        .expect("the request task did not panic")
 }
 
 #[tokio::test]

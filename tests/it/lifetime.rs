@@ -1,13 +1,13 @@
-//! A session's life: new ids, logout, the idle and absolute clocks, the
-//! refresh throttle, persistent cookies, and what a 5xx saves (SPEC §2, §5).
-
-mod common;
+//! A session's life: new ids, logout (which also ends "remember me"), the
+//! idle and absolute clocks, the refresh throttle, persistent cookies, and
+//! what a 5xx saves.
 
 use std::time::Duration;
 
+use crate::support;
+use crate::support::{App, CountingStore, ManualClock, key, stored};
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
-use common::{App, CountingStore, ManualClock, key, stored};
 use session_layer::{MemoryStore, Record, SameSite, SessionLayer, SessionStore, Updated};
 
 fn counted() -> (App, CountingStore<MemoryStore>, MemoryStore) {
@@ -47,7 +47,7 @@ async fn cycle_id_keeps_the_data_and_kills_the_old_id() {
     assert_eq!(reply.status, StatusCode::OK);
     let new = reply.session_value().expect("a new id means a new cookie");
     assert_ne!(new, old);
-    assert_ne!(common::id_of(&new), common::id_of(&old));
+    assert_ne!(support::id_of(&new), support::id_of(&old));
     assert_eq!(reply.cache_control(), Some("no-store"));
     assert_eq!(store.rotates(), 1);
     assert_eq!(memory.len(), 1, "moved, not copied");
@@ -61,7 +61,7 @@ async fn cycle_id_keeps_the_data_and_kills_the_old_id() {
     assert_eq!(app.get("/get/role", Some(&new)).await.body, "user");
     assert_eq!(
         app.get("/id", Some(&new)).await.body,
-        common::id_of(&new).expose()
+        support::id_of(&new).expose()
     );
 
     // The old cookie is anonymous, and a write through it gets a fresh id.
@@ -71,11 +71,11 @@ async fn cycle_id_keeps_the_data_and_kills_the_old_id() {
     let reply = app.post("/set/k/planted", Some(&old)).await;
     let fresh = reply.session_value().expect("a write starts a new session");
     assert_ne!(
-        common::id_of(&fresh),
-        common::id_of(&old),
+        support::id_of(&fresh),
+        support::id_of(&old),
         "a dead id is never adopted"
     );
-    assert_ne!(common::id_of(&fresh), common::id_of(&new));
+    assert_ne!(support::id_of(&fresh), support::id_of(&new));
     assert_eq!(app.get("/get/k", Some(&new)).await.body, "v");
     assert_eq!(memory.len(), 2);
 }
@@ -128,7 +128,7 @@ async fn destroy_then_insert_starts_a_new_session() {
     let new = reply
         .session_value()
         .expect("one Set-Cookie, for the new session, not a removal");
-    assert_ne!(common::id_of(&new), common::id_of(&old));
+    assert_ne!(support::id_of(&new), support::id_of(&old));
     assert_eq!(store.deletes(), 1);
     assert_eq!(
         memory.len(),
@@ -171,7 +171,7 @@ async fn the_idle_timeout_is_enforced_by_the_layer() {
     // An expired id is never adopted.
     let reply = app.post("/set/k/again", Some(&value)).await;
     let fresh = reply.session_value().expect("a new session");
-    assert_ne!(common::id_of(&fresh), common::id_of(&value));
+    assert_ne!(support::id_of(&fresh), support::id_of(&value));
     assert_eq!(app.get("/get/k", Some(&value)).await.body, "<none>");
 
     // The deadline is exclusive: a session untouched for exactly the idle
@@ -481,4 +481,39 @@ async fn destroy_still_applies_on_a_server_error() {
     assert_eq!(store.deletes(), 1);
     assert_eq!(memory.len(), 0);
     assert_eq!(app.get("/get/k", Some(&value)).await.body, "<none>");
+}
+
+#[tokio::test]
+async fn destroy_resets_remember_me_to_the_layer_default() {
+    let memory = MemoryStore::default();
+    let app = App::new(SessionLayer::new(memory.clone(), key(1)));
+    let old = app.start_session().await;
+    let reply = app.post("/persist/true", Some(&old)).await;
+    assert!(
+        reply
+            .session_cookie()
+            .is_some_and(|cookie| cookie.max_age().is_some()),
+        "remember me: {reply:?}"
+    );
+
+    let reply = app.post("/sign-out", Some(&old)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let cookie = reply.session_cookie().expect("the flash session's cookie");
+    assert!(!cookie.is_removal(), "{cookie:?}");
+    assert!(
+        !cookie.has("Max-Age") && !cookie.has("Expires"),
+        "after a logout the new session is a browser-session one: {cookie:?}"
+    );
+    assert_ne!(support::id_of(&cookie.value), support::id_of(&old));
+    let record = stored(&memory, &cookie.value).await.expect("stored");
+    assert_eq!(record.data.first(), Some(&0), "stored as a browser-session");
+
+    // A later write on the new session has no persistent cookie to re-send.
+    let reply = app.post("/set/k/x", Some(&cookie.value)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.session_cookie().is_none(), "{reply:?}");
+    assert_eq!(
+        app.post("/take/flash", Some(&cookie.value)).await.body,
+        "signed out"
+    );
 }

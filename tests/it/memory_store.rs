@@ -1,6 +1,5 @@
 //! `MemoryStore` against the public conformance suite, plus its own limits:
 //! capacity, recovery through expiry, and concurrent use.
-#![cfg(feature = "conformance")]
 
 use std::time::{Duration, SystemTime};
 

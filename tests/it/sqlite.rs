@@ -1,23 +1,20 @@
 //! `SqliteStore` on real SQLite databases: the conformance suite on a file
 //! and in memory, sessions that survive a restart, concurrent increments,
 //! expiry and the cleanup task, and table names.
-#![cfg(feature = "sqlite-store")]
-
-mod common;
-mod sql_support;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use crate::support::TempDir;
+use crate::support::records::{create, record};
+use crate::support::{App, id_of, key};
 use async_trait::async_trait;
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
-use common::{App, id_of, key};
 use session_layer::{
     Created, Error, ErrorKind, Id, Record, Rotated, SessionLayer, SessionStore, SqliteStore,
     Updated,
 };
-use sql_support::{TempDir, create, record};
 
 /// A store on a database file in a directory of its own, removed with it.
 struct FileStore {
@@ -65,7 +62,7 @@ impl SessionStore for FileStore {
 }
 
 mod conformance_file {
-    session_layer::store_conformance_tests!(|| async { crate::FileStore::new().await });
+    session_layer::store_conformance_tests!(|| async { super::FileStore::new().await });
 }
 
 mod conformance_in_memory {

@@ -1,4 +1,4 @@
-//! Load under a failing store (SPEC §4.3, §6, §7).
+//! Load under a failing store.
 //!
 //! 32 clients send 50 requests each, concurrently, on a multi-thread runtime,
 //! through the real `Router` and `SessionLayer`, to a store wrapped in
@@ -27,8 +27,6 @@
 //! a seed fixes the faults each call draws, not which request makes the
 //! call; a failure prints the seed and the client's history.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
@@ -36,13 +34,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::support;
+use crate::support::{App, Reply, key};
 use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::{Method, Request, StatusCode};
 use axum::routing::get;
-use common::{App, Reply, key};
 use session_layer::{
     Created, Error, ErrorKind, Id, MemoryStore, Record, Rotated, Session, SessionLayer,
     SessionStore, Updated,
@@ -464,7 +463,7 @@ impl Client {
             .as_ref()
             .filter(|cookie| !cookie.is_removal())
             .map(|cookie| cookie.value.clone());
-        let removal = cookie.as_ref().is_some_and(common::SetCookie::is_removal);
+        let removal = cookie.as_ref().is_some_and(support::SetCookie::is_removal);
         let body = reply.body.as_str();
         match action {
             Action::Set(..) | Action::Incr => {
@@ -569,7 +568,7 @@ async fn dump(session: Session) -> Result<String, Error> {
 }
 
 fn routes() -> Router {
-    common::routes().route("/dump", get(dump))
+    support::routes().route("/dump", get(dump))
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -1,5 +1,7 @@
 //! The application under test: the routes, a client that sends requests
-//! through `oneshot`, and the parsed response.
+//! through `oneshot` (or from a task of its own), and the parsed response.
+
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -10,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::BodyExt as _;
 use session_layer::{Error, ErrorKind, LazySession, Session, SessionLayer};
+use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
 
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -267,6 +270,37 @@ impl App {
     }
 }
 
+/// Sends `POST uri` with `cookie` from a task of its own, so the test can act
+/// while the request is in flight.
+pub(crate) fn spawn_post(app: &App, uri: &str, cookie: &str) -> JoinHandle<Reply> {
+    let (app, uri, cookie) = (app.clone(), uri.to_owned(), cookie.to_owned());
+    tokio::spawn(async move { app.post(&uri, Some(&cookie)).await })
+}
+
+/// Sends `GET uri` with `cookie` from a task of its own.
+pub(crate) fn spawn_get(app: &App, uri: &str, cookie: &str) -> JoinHandle<Reply> {
+    let (app, uri, cookie) = (app.clone(), uri.to_owned(), cookie.to_owned());
+    tokio::spawn(async move { app.get(&uri, Some(&cookie)).await })
+}
+
+/// Waits for a request sent by [`spawn_post`] or [`spawn_get`]; fails the
+/// test if it takes more than 10 s or its task panicked.
+pub(crate) async fn join(task: JoinHandle<Reply>) -> Reply {
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the request finished within 10 s")
+        .expect("the request task did not panic")
+}
+
+/// Like [`join`], for a request that must not wait on anything: fails the
+/// test if it takes more than 5 s (a deadlock).
+pub(crate) async fn join_within_5s(task: JoinHandle<Reply>) -> Reply {
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the request finished within 5 s (no deadlock)")
+        .expect("the request task did not panic")
+}
+
 /// A whole response: status, headers and the body as text.
 #[derive(Debug)]
 pub(crate) struct Reply {
@@ -309,7 +343,7 @@ impl Reply {
     }
 
     /// Returns the `Set-Cookie` for the session cookie, checking that there
-    /// is at most one (SPEC §3.6).
+    /// is at most one: a response never sets the session cookie twice.
     pub(crate) fn session_cookie(&self) -> Option<SetCookie> {
         let mut cookies: Vec<SetCookie> = self
             .set_cookies()

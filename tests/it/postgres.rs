@@ -1,25 +1,23 @@
-//! `PostgresStore` on a real PostgreSQL server started for this test binary:
-//! the conformance suite, two application instances sharing one database,
-//! expiry and the cleanup task, table names, and the layer's calls end to
-//! end. Each test uses a table of its own on the one shared server.
-#![cfg(feature = "postgres-store")]
-
-mod common;
-mod sql_support;
+//! `PostgresStore` on a real PostgreSQL server started once for all the
+//! tests ([`shared`]): the conformance suite, two application instances
+//! sharing one database, expiry and the cleanup task, table names, and the
+//! layer's calls end to end. Each test uses a table of its own on the one
+//! shared server.
 
 use std::time::{Duration, SystemTime};
 
+use crate::support::postgres::{self as pg, shared};
+use crate::support::records::{create, record};
+use crate::support::unique_name;
+use crate::support::{App, id_of, key};
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
-use common::{App, id_of, key};
 use session_layer::{
     Created, ErrorKind, PostgresStore, Record, SessionLayer, SessionStore, Updated,
 };
-use sql_support::postgres::{self as pg, shared};
-use sql_support::{create, record, unique_name};
 
 mod conformance {
-    session_layer::store_conformance_tests!(|| async { crate::pg::store().await });
+    session_layer::store_conformance_tests!(|| async { super::pg::store().await });
 }
 
 /// Counts the rows of the store's table, expired or not.

@@ -1,12 +1,19 @@
-//! Store failures and corrupt records: a 500 without a `Set-Cookie`, the
-//! stored session left as it was, and the user's hook (SPEC §7).
+//! Store failures and corrupt records: a 500 (or 409) without a `Set-Cookie`
+//! but with `Vary: Cookie`, the stored session left as it was, the user's
+//! hook, and typed errors that keep their kind and source.
 
-mod common;
+use std::error::Error as _;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
+use crate::support;
+use crate::support::{App, FaultyStore, Op, Reply, join_within_5s, key, spawn_post, stored};
+use axum::http::header::{CONTENT_TYPE, SET_COOKIE, VARY};
 use axum::http::{Response, StatusCode};
-use common::{App, FaultyStore, Op, key, stored};
-use session_layer::{ErrorKind, MemoryStore, Record, SessionLayer, SessionStore, Updated};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use session_layer::{
+    ErrorKind, MemoryStore, Record, Session, SessionLayer, SessionRejection, SessionStore, Updated,
+};
 
 fn faulty() -> (App, FaultyStore<MemoryStore>, MemoryStore) {
     let memory = MemoryStore::default();
@@ -75,7 +82,7 @@ async fn a_failed_update_answers_500_and_changes_nothing() {
     );
     assert_ne!(reply.body, "ok", "the handler's response is replaced");
     assert!(reply.headers.get(SET_COOKIE).is_none(), "{reply:?}");
-    assert!(!reply.body.contains(&common::id_of(&value).expose()));
+    assert!(!reply.body.contains(&support::id_of(&value).expose()));
 
     store.fail(Op::Update, false);
     let after = stored(&memory, &value).await.expect("still stored");
@@ -242,4 +249,200 @@ async fn a_corrupt_record_is_an_error_not_a_panic() {
     }
     let error = session_layer::Error::store(std::io::Error::other("x"));
     assert_eq!(error.kind(), ErrorKind::Store);
+}
+
+// A response to a failed save still depends on the cookie: `Vary: Cookie`.
+
+fn varies_on_cookie(reply: &Reply) -> bool {
+    reply.vary().is_some_and(|vary| {
+        vary.split(',')
+            .any(|token| token.trim().eq_ignore_ascii_case("cookie"))
+    })
+}
+
+#[tokio::test]
+async fn a_save_error_500_varies_on_cookie_and_sets_no_cookie() {
+    let memory = MemoryStore::default();
+    let faulty = FaultyStore::new(memory.clone());
+    let app = App::new(SessionLayer::new(faulty.clone(), key(1)));
+    let value = app.start_session().await;
+
+    faulty.fail(Op::Update, true);
+    let reply = app.post("/set/k/lost", Some(&value)).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        reply.body
+    );
+    assert!(varies_on_cookie(&reply), "{reply:?}");
+    assert!(reply.headers.get(SET_COOKIE).is_none(), "{reply:?}");
+
+    // A new session whose create fails: the same.
+    faulty.fail(Op::Create, true);
+    let reply = app.post("/set/k/v", None).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(varies_on_cookie(&reply), "{reply:?}");
+    assert!(reply.headers.get(SET_COOKIE).is_none(), "{reply:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_gone_409_varies_on_cookie_and_sets_no_cookie() {
+    let memory = MemoryStore::default();
+    let faulty = FaultyStore::new(memory.clone());
+    let app = App::new(SessionLayer::new(faulty.clone(), key(1)));
+    let value = app.start_session().await;
+
+    let at_update = faulty.hold_next(Op::Update);
+    let writing = spawn_post(&app, "/set/k/late", &value);
+    at_update.reached().await;
+    assert_eq!(
+        app.post("/destroy", Some(&value)).await.status,
+        StatusCode::OK
+    );
+    at_update.open();
+
+    let reply = join_within_5s(writing).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
+    assert!(varies_on_cookie(&reply), "{reply:?}");
+    assert!(reply.headers.get(SET_COOKIE).is_none(), "{reply:?}");
+    assert_eq!(memory.len(), 0);
+}
+
+// Typed errors keep their kind and source, over HTTP.
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a handler saw of a load rejection.
+#[derive(Debug, Default)]
+struct SeenRejection {
+    kind: Option<ErrorKind>,
+    chain: Vec<String>,
+    io_kind: Option<std::io::ErrorKind>,
+}
+
+#[tokio::test]
+async fn a_load_rejection_keeps_its_kind_and_source() {
+    let seen = Arc::new(Mutex::new(None::<SeenRejection>));
+    let record = Arc::clone(&seen);
+    let memory = MemoryStore::default();
+    let faulty = FaultyStore::new(memory.clone());
+    let router = support::routes()
+        .route(
+            "/checked",
+            get(move |session: Result<Session, SessionRejection>| {
+                let record = Arc::clone(&record);
+                async move {
+                    let Err(rejection) = session else {
+                        return (StatusCode::OK, "loaded").into_response();
+                    };
+                    let mut seen = SeenRejection::default();
+                    if let SessionRejection::Load(error) = &rejection {
+                        seen.kind = Some(error.kind());
+                    }
+                    seen.chain.push(rejection.to_string());
+                    let mut source = rejection.source();
+                    while let Some(error) = source {
+                        seen.chain.push(error.to_string());
+                        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                            seen.io_kind = Some(io.kind());
+                        }
+                        source = error.source();
+                    }
+                    *lock(&record) = Some(seen);
+                    (StatusCode::SERVICE_UNAVAILABLE, "handled").into_response()
+                }
+            }),
+        )
+        .layer(SessionLayer::new(faulty.clone(), key(1)));
+    let app = App::with_router(router, "id");
+    let value = app.start_session().await;
+    assert_eq!(app.get("/checked", Some(&value)).await.body, "loaded");
+    assert!(lock(&seen).is_none());
+
+    faulty.fail(Op::Load, true);
+    let reply = app.get("/checked", Some(&value)).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the handler got the rejection: {}",
+        reply.body
+    );
+    assert_eq!(reply.body, "handled");
+    assert!(reply.headers.get(SET_COOKIE).is_none(), "{reply:?}");
+    assert_eq!(
+        reply.headers.get(VARY).map(|value| value.as_bytes()),
+        Some(&b"Cookie"[..]),
+        "a response to a failed load still depends on the cookie"
+    );
+
+    let seen = lock(&seen).take().expect("the handler saw a rejection");
+    assert_eq!(seen.kind, Some(ErrorKind::Store), "{seen:?}");
+    assert_eq!(
+        seen.chain.last().map(String::as_str),
+        Some("injected Load failure"),
+        "the source chain reaches the injected error: {seen:?}"
+    );
+    assert_eq!(
+        seen.chain.get(1).map(String::as_str),
+        Some("session store error"),
+        "the rejection's source is the crate's Error: {seen:?}"
+    );
+    assert_eq!(
+        seen.io_kind,
+        Some(std::io::ErrorKind::ConnectionReset),
+        "{seen:?}"
+    );
+    let id = support::id_of(&value).expose();
+    assert!(seen.chain.iter().all(|text| !text.contains(&id)));
+    assert!(seen.chain.iter().all(|text| !text.contains(&value)));
+}
+
+#[tokio::test]
+async fn the_save_error_hook_receives_the_store_error_with_its_source() {
+    type Seen = (ErrorKind, Option<String>, Option<std::io::ErrorKind>);
+    let seen = Arc::new(Mutex::new(None::<Seen>));
+    let record = Arc::clone(&seen);
+    let memory = MemoryStore::default();
+    let faulty = FaultyStore::new(memory.clone());
+    let layer = SessionLayer::builder(faulty.clone(), key(1))
+        .on_save_error(move |error| {
+            let source = error.source();
+            let io_kind = source
+                .and_then(|source| source.downcast_ref::<std::io::Error>())
+                .map(std::io::Error::kind);
+            *lock(&record) = Some((error.kind(), source.map(ToString::to_string), io_kind));
+            let mut response = Response::new("hooked".to_owned());
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            response
+        })
+        .build()
+        .expect("valid config");
+    let app = App::new(layer);
+    let value = app.start_session().await;
+    assert!(lock(&seen).is_none(), "no error, no hook");
+
+    faulty.fail(Op::Update, true);
+    let reply = app.post("/set/k/lost", Some(&value)).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.body, "hooked");
+    assert!(reply.headers.get(SET_COOKIE).is_none(), "{reply:?}");
+    assert_eq!(
+        lock(&seen).take(),
+        Some((
+            ErrorKind::Store,
+            Some("injected Update failure".to_owned()),
+            Some(std::io::ErrorKind::ConnectionReset)
+        ))
+    );
+
+    faulty.fail(Op::Create, true);
+    let reply = app.post("/set/k/v", None).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        lock(&seen).take().and_then(|(_, source, _)| source),
+        Some("injected Create failure".to_owned())
+    );
 }

@@ -1,15 +1,11 @@
 //! Apps on `RedisStore` over HTTP: two instances sharing one Redis, and a
 //! Redis that goes away in the middle of a run and comes back.
-#![cfg(feature = "redis-store")]
-
-mod common;
-mod redis_support;
 
 use std::time::{Duration, Instant};
 
+use crate::support::redis::RedisServer;
+use crate::support::{App, Reply, id_of, key};
 use axum::http::StatusCode;
-use common::{App, Reply, id_of, key};
-use redis_support::RedisServer;
 use session_layer::{RedisStore, SessionLayer, SessionStore};
 
 /// An app instance: its own router, layer and Redis connection, with the

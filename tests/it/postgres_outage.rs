@@ -1,22 +1,18 @@
-//! PostgreSQL going away under a running app (SPEC §7): every request that
+//! PostgreSQL going away under a running app: every request that
 //! needs the store gets a prompt `500` without a `Set-Cookie`, nothing is
 //! half-written, and service resumes on the same app once the server is back.
 //!
-//! This binary starts a server of its own, since the test stops it.
-#![cfg(feature = "postgres-store")]
-
-mod common;
-mod sql_support;
+//! Each test starts a server of its own, since it stops it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::postgres::PgServer;
+use crate::support::{App, Reply, id_of, key};
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
-use common::{App, Reply, id_of, key};
 use session_layer::{PostgresStore, Record, SessionLayer, SessionStore};
-use sql_support::postgres::PgServer;
 
 /// A request the store cannot serve must fail within this long: the pool's
 /// two-second acquire timeout, and some slack.

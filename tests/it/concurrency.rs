@@ -1,21 +1,24 @@
 //! Concurrent requests on one session: no lost update, no lost key, the
-//! later insert wins, and nothing brings back a destroyed or rotated id
-//! (SPEC §6).
-
-mod common;
+//! later commit wins (even when it writes back what it loaded), an `update`
+//! closure may read the session, and nothing brings back a destroyed or
+//! rotated id.
 
 use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
+use crate::support;
+use crate::support::{
+    App, CountingStore, FaultyStore, Gate, ManualClock, Op, join, join_within_5s, key, spawn_get,
+    spawn_post, stored,
+};
 use axum::Router;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
 use axum::routing::{get, post};
-use common::{App, CountingStore, FaultyStore, Gate, ManualClock, Op, Reply, key, stored};
 use session_layer::{Error, MemoryStore, Session, SessionLayer};
 use tokio::sync::Barrier;
-use tokio::task::JoinHandle;
 
 /// The standard routes plus:
 /// - `POST /slow/{key}/{value}`: inserts, then pauses at `gate`;
@@ -26,7 +29,7 @@ fn slow_routes(gate: &Arc<Gate>) -> Router {
     let insert_gate = Arc::clone(gate);
     let read_gate = Arc::clone(gate);
     let incr_gate = Arc::clone(gate);
-    common::routes()
+    support::routes()
         .route(
             "/slow/{key}/{value}",
             post(
@@ -57,23 +60,6 @@ fn slow_routes(gate: &Arc<Gate>) -> Router {
             "/len",
             get(|session: Session| async move { session.len().to_string() }),
         )
-}
-
-fn spawn_post(app: &App, uri: &str, cookie: &str) -> JoinHandle<Reply> {
-    let (app, uri, cookie) = (app.clone(), uri.to_owned(), cookie.to_owned());
-    tokio::spawn(async move { app.post(&uri, Some(&cookie)).await })
-}
-
-fn spawn_get(app: &App, uri: &str, cookie: &str) -> JoinHandle<Reply> {
-    let (app, uri, cookie) = (app.clone(), uri.to_owned(), cookie.to_owned());
-    tokio::spawn(async move { app.get(&uri, Some(&cookie)).await })
-}
-
-async fn join(task: JoinHandle<Reply>) -> Reply {
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("the request finished within 10 s")
-        .expect("the request task did not panic")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,7 +157,7 @@ async fn truly_concurrent_writers_of_different_keys_all_survive() {
     let barrier = Arc::new(Barrier::new(2));
     let memory = MemoryStore::default();
     let waiting = Arc::clone(&barrier);
-    let router = common::routes()
+    let router = support::routes()
         .route(
             "/together/{key}",
             post(move |session: Session, Path(key): Path<String>| {
@@ -374,7 +360,7 @@ async fn a_rotation_that_loses_a_race_keeps_the_winners_write() {
     let reply = join(cycling).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let new = reply.session_value().expect("rotated after a reload");
-    assert_ne!(common::id_of(&new), common::id_of(&old));
+    assert_ne!(support::id_of(&new), support::id_of(&old));
     assert_eq!(memory.len(), 1);
     assert!(stored(&memory, &old).await.is_none());
     assert_eq!(
@@ -436,4 +422,216 @@ async fn running_out_of_save_attempts_answers_409_and_keeps_the_winner() {
         stored(&memory, &value).await.map(|record| record.version),
         Some(2)
     );
+}
+
+// `update`'s closure may read the session it updates, and may run again
+// after a conflict.
+
+/// Runs `scenario` on a runtime of its own thread and fails the test unless
+/// it finishes within 5 s.
+///
+/// A `tokio::time::timeout` alone cannot catch a deadlock on the session's
+/// `std` mutex: the deadlock blocks the thread that would notice the timeout
+/// (and dropping the runtime afterwards waits for the blocked worker). Here
+/// the test thread only waits on a channel, so a hang is reported as such.
+fn finishes_within_5s<F, Fut>(scenario: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let (done, finished) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        runtime.block_on(async move {
+            tokio::time::timeout(Duration::from_secs(5), scenario())
+                .await
+                .expect("the requests finished within 5 s (no deadlock)");
+        });
+        // A closed channel without this message means the scenario panicked.
+        done.send(()).ok();
+    });
+    let outcome = finished.recv_timeout(Duration::from_secs(5));
+    assert!(
+        !matches!(outcome, Err(RecvTimeoutError::Timeout)),
+        "the requests did not finish within 5 s: a deadlock"
+    );
+    if outcome.is_err() {
+        if let Err(panic) = thread.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+/// The standard routes plus `POST /step/{n}` (stores `step` as a number) and
+/// `POST /total`, whose `update` closure reads `step` through a clone of the
+/// session.
+fn total_routes() -> Router {
+    support::routes()
+        .route(
+            "/step/{n}",
+            post(|session: Session, Path(n): Path<u64>| async move {
+                session.insert("step", n)?;
+                Ok::<_, Error>("ok")
+            }),
+        )
+        .route(
+            "/total",
+            post(|session: Session| async move {
+                let s2 = session.clone();
+                let total = session.update("total", move |t: Option<u64>| {
+                    t.unwrap_or(0)
+                        + s2.get::<u64>("step")
+                            .expect("step is a number")
+                            .unwrap_or(1)
+                })?;
+                Ok::<_, Error>(total.to_string())
+            }),
+        )
+        .route(
+            "/total",
+            get(|session: Session| async move {
+                Ok::<_, Error>(session.get::<u64>("total")?.unwrap_or(0).to_string())
+            }),
+        )
+}
+
+#[test]
+fn an_update_closure_may_read_the_session_it_updates() {
+    finishes_within_5s(an_update_closure_may_read_the_session_it_updates_scenario);
+}
+
+async fn an_update_closure_may_read_the_session_it_updates_scenario() {
+    let memory = MemoryStore::default();
+    let app = App::with_router(
+        total_routes().layer(SessionLayer::new(memory.clone(), key(1))),
+        "id",
+    );
+    let value = app.start_session().await;
+    assert_eq!(
+        app.post("/step/5", Some(&value)).await.status,
+        StatusCode::OK
+    );
+
+    let reply = app.post("/total", Some(&value)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body, "5");
+    let reply = app.post("/total", Some(&value)).await;
+    assert_eq!(reply.body, "10");
+    assert_eq!(app.get("/total", Some(&value)).await.body, "10");
+
+    // A new session: the closure runs before anything is stored.
+    let reply = app.post("/total", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body, "1", "no step: the default of 1");
+    let fresh = reply.session_value().expect("the update created a session");
+    assert_eq!(app.get("/total", Some(&fresh)).await.body, "1");
+}
+
+#[test]
+fn an_update_closure_that_reads_the_session_may_be_reapplied_after_a_conflict() {
+    finishes_within_5s(reapplied_after_a_conflict_scenario);
+}
+
+async fn reapplied_after_a_conflict_scenario() {
+    let memory = MemoryStore::default();
+    let faulty = FaultyStore::new(memory.clone());
+    let app = App::with_router(
+        total_routes().layer(SessionLayer::new(faulty.clone(), key(1))),
+        "id",
+    );
+    let value = app.start_session().await;
+    assert_eq!(
+        app.post("/step/5", Some(&value)).await.status,
+        StatusCode::OK
+    );
+
+    // A has computed 0 + 5 and waits at its write; B saves 0 + 5 first.
+    let at_update = faulty.hold_next(Op::Update);
+    let slow = spawn_post(&app, "/total", &value);
+    at_update.reached().await;
+    assert_eq!(app.post("/total", Some(&value)).await.body, "5");
+    // A's write is stale: the layer re-runs the closure (which reads the
+    // session again) on B's value.
+    at_update.open();
+    let reply = join_within_5s(slow).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(app.get("/total", Some(&value)).await.body, "10");
+    assert_eq!(
+        stored(&memory, &value).await.map(|record| record.version),
+        Some(4),
+        "create, step, B's total, A's re-applied total"
+    );
+}
+
+// The later commit wins, even when it writes what it loaded.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_later_insert_wins_even_with_the_value_it_loaded() {
+    let memory = MemoryStore::default();
+    let faulty = FaultyStore::new(memory.clone());
+    let app = App::new(SessionLayer::new(faulty.clone(), key(1)));
+    let value = app.start_session().await;
+    assert_eq!(
+        app.post("/set/theme/light", Some(&value)).await.status,
+        StatusCode::OK
+    );
+    let loaded = stored(&memory, &value).await.expect("stored");
+
+    // A loads theme=light and re-inserts "light"; its write waits.
+    let at_update = faulty.hold_next(Op::Update);
+    let slow = spawn_post(&app, "/set/theme/light", &value);
+    at_update.reached().await;
+    // B inserts "dark" and commits first.
+    let reply = app.post("/set/theme/dark", Some(&value)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(app.get("/get/theme", Some(&value)).await.body, "dark");
+
+    at_update.open();
+    let reply = join_within_5s(slow).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(reply.headers.get(SET_COOKIE).is_none(), "{reply:?}");
+    assert_eq!(
+        app.get("/get/theme", Some(&value)).await.body,
+        "light",
+        "A committed last, so A's insert wins"
+    );
+    let after = stored(&memory, &value).await.expect("stored");
+    assert_eq!(after.version, loaded.version + 2, "B's write, then A's");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_later_remove_wins_even_of_a_key_it_never_saw() {
+    let memory = MemoryStore::default();
+    let faulty = FaultyStore::new(memory.clone());
+    let app = App::new(SessionLayer::new(faulty.clone(), key(1)));
+    let value = app.start_session().await;
+    let loaded = stored(&memory, &value).await.expect("stored");
+
+    // A loads a session without `x` and removes `x`; its write waits.
+    let at_update = faulty.hold_next(Op::Update);
+    let slow = spawn_post(&app, "/remove/x", &value);
+    at_update.reached().await;
+    // B adds x = 1 and commits first.
+    assert_eq!(
+        app.post("/set/x/1", Some(&value)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(app.get("/get/x", Some(&value)).await.body, "1");
+
+    at_update.open();
+    let reply = join_within_5s(slow).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body, "false", "x was absent when A removed it");
+    assert_eq!(
+        app.get("/get/x", Some(&value)).await.body,
+        "<none>",
+        "A's remove committed last, so x is gone"
+    );
+    assert_eq!(app.get("/get/k", Some(&value)).await.body, "v");
+    let after = stored(&memory, &value).await.expect("stored");
+    assert_eq!(after.version, loaded.version + 2, "B's write, then A's");
 }

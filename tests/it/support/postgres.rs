@@ -17,6 +17,9 @@
 //! `/usr/lib/postgresql/<version>/bin` (the newest version). Without them the
 //! tests fail, naming the package to install.
 
+// A helper that cannot give a test what it needs fails that test.
+#![allow(clippy::panic)]
+
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -43,7 +46,7 @@ pub(crate) struct PgServer {
     watchdog: Mutex<Option<Child>>,
 }
 
-/// Returns the server shared by every test of this binary, starting it on
+/// Returns the server shared by the tests, starting it on
 /// first use. It is stopped when the test process ends.
 pub(crate) fn shared() -> &'static PgServer {
     static SERVER: OnceLock<PgServer> = OnceLock::new();
@@ -298,7 +301,8 @@ fn ensure_user() -> String {
             ])
             .arg(SERVER_USER)
             .output();
-        // Another test binary may have created it meanwhile: check again.
+        // Another test (or test process) may have created it meanwhile: check
+        // again.
         if !exists() {
             check(created, "useradd", None);
             assert!(exists(), "useradd did not create the user {SERVER_USER}");

@@ -1,14 +1,10 @@
 //! `RedisStore` on a real Redis Cluster of three primaries: the whole
 //! conformance suite, and an app whose sessions (and their rotations) span
 //! every node.
-#![cfg(all(feature = "redis-store", feature = "conformance"))]
 
-mod common;
-mod redis_support;
-
+use crate::support::redis::{Raw, RedisCluster};
+use crate::support::{App, id_of, key};
 use axum::http::StatusCode;
-use common::{App, id_of, key};
-use redis_support::RedisCluster;
 use session_layer::store::conformance;
 use session_layer::{RedisStore, SessionLayer, SessionStore};
 
@@ -46,7 +42,7 @@ async fn redis_cluster() {
     }
     let mut nodes_with_keys = 0;
     for url in cluster.urls() {
-        let mut raw = redis_support::Raw::connect(&url).await;
+        let mut raw = Raw::connect(&url).await;
         if raw.dbsize().await > 0 {
             nodes_with_keys += 1;
         }

@@ -4,8 +4,8 @@
 
 #[test]
 fn readme_quick_start_is_the_counter_example() {
-    let readme = include_str!("../README.md");
-    let example = include_str!("../examples/counter.rs");
+    let readme = include_str!("../../README.md");
+    let example = include_str!("../../examples/counter.rs");
     let start = readme
         .find("```rust,no_run\n")
         .map(|at| at + "```rust,no_run\n".len())
@@ -16,13 +16,13 @@ fn readme_quick_start_is_the_counter_example() {
 
 #[test]
 fn ci_runs_the_readme_test_command() {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     assert!(readme.contains("\n./scripts/test\n"));
-    let ci = include_str!("../.ci/run");
+    let ci = include_str!("../../.ci/run");
     assert!(
         ci.contains("\n./scripts/test\n"),
         ".ci/run runs the README's test command"
     );
-    let script = include_str!("../scripts/test");
+    let script = include_str!("../../scripts/test");
     assert!(script.contains("\nexec cargo test --all-features \"$@\"\n"));
 }

@@ -1,0 +1,163 @@
+//! The provided `SessionStore::rotate`, which the layer runs for a store that
+//! does not override it: it creates the new id, then deletes the old one, so
+//! a failure never loses the session, a write made meanwhile moves with it,
+//! and a logout meanwhile wins.
+
+use async_trait::async_trait;
+use axum::http::StatusCode;
+use axum::http::header::SET_COOKIE;
+use session_layer::{Created, Error, Id, MemoryStore, Record, SessionLayer, SessionStore, Updated};
+
+use crate::support::{
+    self, App, CountingStore, FaultyStore, Op, join_within_5s, key, spawn_post, stored,
+};
+
+/// A store that implements only the four required methods, so the layer
+/// runs the trait's provided `rotate`.
+#[derive(Clone)]
+struct NoRotate<St>(St);
+
+#[async_trait]
+impl<St: SessionStore> SessionStore for NoRotate<St> {
+    async fn load(&self, id: &Id) -> Result<Option<Record>, Error> {
+        self.0.load(id).await
+    }
+
+    async fn create(&self, record: &Record) -> Result<Created, Error> {
+        self.0.create(record).await
+    }
+
+    async fn update(&self, record: &Record, expected_version: u64) -> Result<Updated, Error> {
+        self.0.update(record, expected_version).await
+    }
+
+    async fn delete(&self, id: &Id) -> Result<(), Error> {
+        self.0.delete(id).await
+    }
+}
+
+type Layered = (
+    App,
+    CountingStore<FaultyStore<MemoryStore>>,
+    FaultyStore<MemoryStore>,
+    MemoryStore,
+);
+
+/// An app whose store has no `rotate` of its own; the counts are those of the
+/// calls the provided `rotate` makes.
+fn no_rotate() -> Layered {
+    let memory = MemoryStore::default();
+    let faulty = FaultyStore::new(memory.clone());
+    let counting = CountingStore::new(faulty.clone());
+    let app = App::new(SessionLayer::new(NoRotate(counting.clone()), key(1)));
+    (app, counting, faulty, memory)
+}
+
+#[tokio::test]
+async fn the_default_rotate_moves_the_session() {
+    let (app, counting, _faulty, memory) = no_rotate();
+    let old = app.start_session().await;
+
+    let reply = app.post("/cycle", Some(&old)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let new = reply.session_value().expect("a new cookie");
+    assert_ne!(support::id_of(&new), support::id_of(&old));
+    assert_eq!(counting.rotates(), 0, "the store's own rotate is not used");
+    assert_eq!((counting.creates(), counting.deletes()), (2, 1));
+    assert_eq!(memory.len(), 1);
+    assert!(stored(&memory, &old).await.is_none());
+    assert_eq!(app.get("/get/k", Some(&new)).await.body, "v");
+}
+
+#[tokio::test]
+async fn a_default_rotate_whose_create_fails_keeps_the_old_session() {
+    let (app, counting, faulty, memory) = no_rotate();
+    let old = app.start_session().await;
+    let before = stored(&memory, &old).await.expect("stored");
+
+    faulty.fail(Op::Create, true);
+    let reply = app.post("/cycle", Some(&old)).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        reply.body
+    );
+    assert!(reply.headers.get(SET_COOKIE).is_none(), "{reply:?}");
+    assert_eq!(counting.deletes(), 0, "never delete first");
+    faulty.fail(Op::Create, false);
+
+    assert_eq!(memory.len(), 1);
+    let after = stored(&memory, &old)
+        .await
+        .expect("the old record is intact");
+    assert_eq!((after.version, &after.data), (before.version, &before.data));
+    assert_eq!(app.get("/get/k", Some(&old)).await.body, "v");
+    assert_eq!(
+        app.get("/id", Some(&old)).await.body,
+        support::id_of(&old).expose()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_during_a_default_rotate_moves_with_the_session() {
+    let (app, counting, faulty, memory) = no_rotate();
+    let old = app.start_session().await;
+
+    // A checked the old version and waits at the create of the new id.
+    let at_create = faulty.hold_next(Op::Create);
+    let cycling = spawn_post(&app, "/cycle", &old);
+    at_create.reached().await;
+    // B writes to the old id meanwhile.
+    let reply = app.post("/set/b/2", Some(&old)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    at_create.open();
+
+    let reply = join_within_5s(cycling).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let new = reply.session_value().expect("the rotation went through");
+    assert_ne!(support::id_of(&new), support::id_of(&old));
+    assert_eq!(memory.len(), 1, "no copy is left behind");
+    assert!(stored(&memory, &old).await.is_none(), "the old id is gone");
+    assert_eq!(
+        app.get("/get/b", Some(&new)).await.body,
+        "2",
+        "B's write was not lost"
+    );
+    assert_eq!(app.get("/get/k", Some(&new)).await.body, "v");
+    assert_eq!(app.get("/get/b", Some(&old)).await.body, "<none>");
+    assert_eq!(counting.rotates(), 0);
+    assert_eq!(
+        (counting.creates(), counting.deletes()),
+        (3, 2),
+        "start; stale copy and its undo; the copy that stuck and the old id"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_during_a_default_rotate_wins() {
+    let (app, counting, faulty, memory) = no_rotate();
+    let old = app.start_session().await;
+
+    let at_create = faulty.hold_next(Op::Create);
+    let cycling = spawn_post(&app, "/cycle", &old);
+    at_create.reached().await;
+    let reply = app.post("/destroy", Some(&old)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply
+            .session_cookie()
+            .is_some_and(|cookie| cookie.is_removal()),
+        "{reply:?}"
+    );
+    at_create.open();
+
+    let reply = join_within_5s(cycling).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
+    assert!(reply.headers.get(SET_COOKIE).is_none(), "{reply:?}");
+    assert_eq!(memory.len(), 0, "the copy under the new id was undone");
+    assert!(stored(&memory, &old).await.is_none());
+    assert_eq!(counting.rotates(), 0);
+    assert_eq!((counting.creates(), counting.deletes()), (2, 2));
+    assert_eq!(app.get("/get/k", Some(&old)).await.body, "<none>");
+}

@@ -1,0 +1,71 @@
+//! The tools the tests share. Nothing here mocks a backend.
+//!
+//! - [`App`] serves a real axum [`Router`](axum::Router) behind the real
+//!   [`SessionLayer`](session_layer::SessionLayer), sends requests through
+//!   `oneshot`, and reads the answer back; [`ManualClock`] is the clock the
+//!   tests move by hand.
+//! - [`CountingStore`] and [`FaultyStore`] wrap a real store (usually
+//!   [`MemoryStore`]) and only watch, fail or pause the calls the layer makes.
+//! - [`browser`], [`postgres`] and [`redis`] run the real programs the tests
+//!   talk to: Chromium with chromedriver, a PostgreSQL server, Redis servers
+//!   and clusters. [`records`] builds records by hand for the SQL stores'
+//!   tests, and [`TempDir`] holds what the servers and databases write.
+
+mod app;
+mod clock;
+mod stores;
+#[cfg(any(
+    feature = "redis-store",
+    feature = "postgres-store",
+    feature = "sqlite-store"
+))]
+mod temp;
+
+pub(crate) mod browser;
+#[cfg(feature = "postgres-store")]
+pub(crate) mod postgres;
+#[cfg(any(feature = "postgres-store", feature = "sqlite-store"))]
+pub(crate) mod records;
+#[cfg(feature = "redis-store")]
+pub(crate) mod redis;
+
+pub(crate) use app::{App, Reply, SetCookie, join, join_within_5s, routes, spawn_get, spawn_post};
+pub(crate) use clock::ManualClock;
+pub(crate) use stores::{CountingStore, FaultyStore, Gate, Op};
+#[cfg(any(
+    feature = "redis-store",
+    feature = "postgres-store",
+    feature = "sqlite-store"
+))]
+pub(crate) use temp::{TempDir, unique_name};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use session_layer::{Id, Key, MemoryStore, Record, SessionStore};
+
+/// Returns a fixed 32-byte key made of `byte`.
+pub(crate) fn key(byte: u8) -> Key {
+    Key::from_bytes(&[byte; 32]).expect("32 bytes make a key")
+}
+
+/// Returns the session id carried by a cookie value: the first 16 bytes of
+/// its base64url decoding (the rest is the tag).
+pub(crate) fn id_of(cookie_value: &str) -> Id {
+    let raw = URL_SAFE_NO_PAD
+        .decode(cookie_value)
+        .expect("a session cookie value is base64url");
+    let bytes: [u8; 16] = raw
+        .get(..16)
+        .and_then(|bytes| bytes.try_into().ok())
+        .expect("a session cookie value starts with a 16-byte id");
+    Id::from_bytes(bytes)
+}
+
+/// Loads the record behind a cookie value straight from `store`, bypassing
+/// the layer (and its deadlines).
+pub(crate) async fn stored(store: &MemoryStore, cookie_value: &str) -> Option<Record> {
+    store
+        .load(&id_of(cookie_value))
+        .await
+        .expect("the memory store does not fail")
+}
