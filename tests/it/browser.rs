@@ -21,7 +21,7 @@ use crate::support::browser::{Browser, Server, browser_test, scratch_dir};
 use axum::Router;
 use axum::http::{Method, StatusCode};
 use fantoccini::cookies::Cookie;
-use session_layer::{DEFAULT_COOKIE_NAME, Key, MemoryStore, SameSite};
+use session_layer::{Key, MemoryStore, SameSite, SessionLayer};
 
 /// The demo app on a fresh memory store, with a fresh key.
 fn demo() -> Router {
@@ -31,7 +31,7 @@ fn demo() -> Router {
 /// Returns the session cookie the browser holds; fails if there is none.
 async fn session_cookie(browser: &Browser) -> Cookie<'static> {
     browser
-        .cookie(DEFAULT_COOKIE_NAME)
+        .cookie(SessionLayer::DEFAULT_COOKIE_NAME)
         .await
         .expect("the browser holds the session cookie")
 }
@@ -99,7 +99,7 @@ fn unix_now() -> Duration {
 
 /// Checks the attributes every session cookie of the demo has.
 fn assert_cookie_attributes(cookie: &Cookie<'_>) {
-    assert_eq!(cookie.name(), DEFAULT_COOKIE_NAME);
+    assert_eq!(cookie.name(), SessionLayer::DEFAULT_COOKIE_NAME);
     assert_eq!(cookie.http_only(), Some(true), "HttpOnly: {cookie}");
     assert_eq!(cookie.secure(), Some(true), "Secure: {cookie}");
     assert_eq!(

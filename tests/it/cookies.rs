@@ -190,13 +190,20 @@ async fn invalid_configurations_fail_at_build() {
             "over-long idle timeout",
             builder().idle_timeout(Duration::from_secs(401 * 86_400)),
         ),
-        ("refresh share 1.5", builder().refresh_after(1.5)),
         (
-            "refresh share 1.0 (never refreshes)",
-            builder().refresh_after(1.0),
+            "refresh after more than the idle timeout",
+            builder().refresh_after(Duration::from_secs(45 * 60)),
         ),
-        ("negative refresh share", builder().refresh_after(-0.1)),
-        ("NaN refresh share", builder().refresh_after(f64::NAN)),
+        (
+            "refresh after exactly the idle timeout (never refreshes)",
+            builder().refresh_after(Duration::from_secs(30 * 60)),
+        ),
+        (
+            "refresh after a shortened idle timeout",
+            builder()
+                .refresh_after(Duration::from_secs(10 * 60))
+                .idle_timeout(Duration::from_secs(5 * 60)),
+        ),
         ("zero save attempts", builder().max_save_attempts(0)),
         ("empty cookie name", builder().cookie_name("")),
         ("cookie name with a space", builder().cookie_name("my id")),
@@ -221,8 +228,8 @@ async fn invalid_configurations_fail_at_build() {
     for builder in [
         builder().same_site(SameSite::None),
         builder().cookie_name("__Secure-id"),
-        builder().refresh_after(0.0),
-        builder().refresh_after(0.99),
+        builder().refresh_after(Duration::ZERO),
+        builder().refresh_after(Duration::from_secs(30 * 60 - 1)),
         builder().path("/app").domain("example.com"),
     ] {
         let _layer = builder.build().expect("a valid configuration");

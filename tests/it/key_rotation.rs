@@ -12,7 +12,7 @@ use crate::support;
 use crate::support::{App, CountingStore, ManualClock, key, stored};
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
-use session_layer::{ErrorKind, Key, MIN_KEY_LEN, MemoryStore, SessionLayer};
+use session_layer::{ErrorKind, Key, MemoryStore, SessionLayer};
 
 /// A layer on `store` that signs with `primary` and verifies with
 /// `fallbacks` as well.
@@ -190,8 +190,8 @@ async fn a_fallback_equal_to_the_primary_changes_nothing() {
 
 #[tokio::test]
 async fn keys_shorter_than_32_bytes_are_refused() {
-    assert_eq!(MIN_KEY_LEN, 32);
-    for len in 0..MIN_KEY_LEN {
+    assert_eq!(Key::MIN_LEN, 32);
+    for len in 0..Key::MIN_LEN {
         let bytes = vec![0x5A; len];
         let error = Key::from_bytes(&bytes).expect_err("too short");
         assert_eq!(error.kind(), ErrorKind::Key, "{len} bytes");
@@ -273,7 +273,7 @@ fn tags_are_compared_by_verify_slice_only() {
         !verify.contains("=="),
         "no short-circuit comparison: {verify}"
     );
-    let codec = include_str!("../../src/codec.rs");
+    let codec = include_str!("../../src/session_cookie/codec.rs");
     assert!(
         !codec.contains("tag =="),
         "the codec never compares tags itself"
