@@ -9,7 +9,7 @@
 //!   lines hold, the request answers `200`, the store is asked for exactly the
 //!   id of the one validly signed cookie hidden among the junk, or for nothing
 //!   at all, and no record is created;
-//! - through the `fuzzing` feature's hook (`session_layer::__fuzz`), which runs
+//! - through the `_fuzzing` feature's hook (`session_layer::__fuzz`), which runs
 //!   the same parser and verifier and counts the MAC checks, so the work one
 //!   request can cause is asserted, not timed.
 //!
@@ -368,7 +368,7 @@ proptest! {
 }
 
 /// Properties of the parser and the codec on their own, with the MAC checks
-/// counted (feature `fuzzing`).
+/// counted (feature `_fuzzing`).
 #[cfg(feature = "_fuzzing")]
 mod hook {
     use super::*;
