@@ -7,20 +7,31 @@
 //! the pages prove that the browser keeps sending the cookie. Every `POST`
 //! answers `303 See Other` back to a page.
 //!
-//! `main.rs` serves this app; the browser tests (`tests/it/browser.rs`)
-//! include this file and serve it in-process.
+//! Every failure a visitor can meet is a page of the demo too, never plain
+//! text: a [`Problem`], in the same layout, with its message where flash
+//! messages appear. That covers a session that cannot be loaded or saved
+//! (the store is down, another tab changed the session at the same moment), a
+//! form that is too large or malformed, an unknown address and a wrong
+//! method.
+//!
+//! `main.rs` serves this app; the integration tests include this file
+//! (`tests/it/main.rs`) and serve it in-process: in a browser
+//! (`tests/it/browser.rs`) and request by request (`tests/it/demo_pages.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Form;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Redirect};
+use axum::http::request::Parts;
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use session_layer::{Error, Key, Session, SessionLayer, SessionStore};
+use session_layer::{Error, ErrorKind, Key, Session, SessionLayer, SessionRejection, SessionStore};
 
 /// A session ends after this long without a request; a "remember me" cookie
 /// lasts this long after the last request that refreshed it.
@@ -110,6 +121,9 @@ pub(crate) fn app(store: impl SessionStore, key: Key) -> Result<Router, Error> {
     let layer = SessionLayer::builder(store, key)
         .idle_timeout(IDLE_TIMEOUT)
         .absolute_timeout(ABSOLUTE_TIMEOUT)
+        // The save failed, so no flash message can be stored: the page says
+        // it directly. The layer sends it without the session cookie.
+        .on_save_error(|error: &Error| Problem::session(error, Step::Save))
         .build()?;
     Ok(Router::new()
         .route("/", get(home))
@@ -121,6 +135,7 @@ pub(crate) fn app(store: impl SessionStore, key: Key) -> Result<Router, Error> {
         .route("/cart/remove", post(remove_from_cart))
         .route("/cart/clear", post(clear_cart))
         .fallback(not_found)
+        .method_not_allowed_fallback(wrong_method)
         .layer(layer))
 }
 
@@ -160,21 +175,64 @@ impl Chrome {
             Some(name) => format!("Signed in as <b id=user>{}</b>", escape(name)),
             None => "Not signed in".to_owned(),
         };
-        let flash = match &self.flash {
-            Some(flash) => format!(
-                "<p id=flash class=\"flash{}\" role=status>{}</p>",
-                if flash.error { " error" } else { "" },
-                escape(&flash.text)
-            ),
-            None => String::new(),
-        };
+        let flash = self
+            .flash
+            .as_ref()
+            .map(|flash| (flash.error, flash.text.as_str()));
         let cookie = if self.persistent {
             "persistent (remember me)"
         } else {
             "browser session"
         };
-        Html(format!(
-            "<!doctype html>
+        let footer = format!(
+            "Pages viewed in this session: <b id=visits>{visits}</b> · \
+             cookie: <span id=cookie-kind>{cookie}</span>",
+            visits = self.visits,
+        );
+        layout(&Layout {
+            title,
+            page,
+            cart_items: Some(self.cart_items),
+            status: &user,
+            flash,
+            main,
+            footer: &footer,
+        })
+    }
+}
+
+/// What one page puts into the layout every page shares.
+struct Layout<'a> {
+    title: &'a str,
+    /// The body's `data-page`, which the browser tests read.
+    page: &'a str,
+    /// `None` where the session is not read, so the cart is not known.
+    cart_items: Option<u32>,
+    /// HTML: who is signed in.
+    status: &'a str,
+    /// Text: the message, and whether it reports an error.
+    flash: Option<(bool, &'a str)>,
+    /// HTML.
+    main: &'a str,
+    /// HTML.
+    footer: &'a str,
+}
+
+fn layout(page: &Layout<'_>) -> Html<String> {
+    let flash = match page.flash {
+        Some((error, text)) => format!(
+            "<p id=flash class=\"flash{}\" role=status>{}</p>",
+            if error { " error" } else { "" },
+            escape(text)
+        ),
+        None => String::new(),
+    };
+    let cart = match page.cart_items {
+        Some(items) => format!("Cart (<span id=cart-count>{items}</span>)"),
+        None => "Cart".to_owned(),
+    };
+    Html(format!(
+        "<!doctype html>
 <html lang=en>
 <head>
 <meta charset=utf-8>
@@ -182,24 +240,26 @@ impl Chrome {
 <title>{title} · session-layer demo</title>
 <style>{STYLE}</style>
 </head>
-<body data-page={page}>
+<body data-page={data_page}>
 <header>
-<nav><a href=/>Home</a> <a href=/shop>Shop</a> <a href=/cart id=cart-link>Cart (<span id=cart-count>{cart_items}</span>)</a></nav>
-<span id=status>{user}</span>
+<nav><a href=/>Home</a> <a href=/shop>Shop</a> <a href=/cart id=cart-link>{cart}</a></nav>
+<span id=status>{status}</span>
 </header>
 <main>
 {flash}
 <h1>{title}</h1>
 {main}
 </main>
-<footer>Pages viewed in this session: <b id=visits>{visits}</b> · cookie: <span id=cookie-kind>{cookie}</span></footer>
+<footer>{footer}</footer>
 </body>
 </html>
 ",
-            cart_items = self.cart_items,
-            visits = self.visits,
-        ))
-    }
+        title = page.title,
+        data_page = page.page,
+        status = page.status,
+        main = page.main,
+        footer = page.footer,
+    ))
 }
 
 const STYLE: &str = "
@@ -218,7 +278,7 @@ fieldset{border:1px solid #ddd;border-radius:4px}
 button{cursor:pointer}
 ";
 
-async fn home(session: Session) -> Result<Html<String>, Error> {
+async fn home(ShopSession(session): ShopSession) -> Result<Html<String>, Problem> {
     let chrome = Chrome::load(&session)?;
     let account = match &chrome.user {
         Some(name) => format!(
@@ -252,7 +312,7 @@ async fn home(session: Session) -> Result<Html<String>, Error> {
     Ok(chrome.render("Home", "home", &main))
 }
 
-async fn shop(session: Session) -> Result<Html<String>, Error> {
+async fn shop(ShopSession(session): ShopSession) -> Result<Html<String>, Problem> {
     let chrome = Chrome::load(&session)?;
     let mut rows = String::new();
     for product in &CATALOGUE {
@@ -274,7 +334,7 @@ async fn shop(session: Session) -> Result<Html<String>, Error> {
     Ok(chrome.render("Shop", "shop", &main))
 }
 
-async fn cart(session: Session) -> Result<Html<String>, Error> {
+async fn cart(ShopSession(session): ShopSession) -> Result<Html<String>, Problem> {
     let chrome = Chrome::load(&session)?;
     let cart = session.get::<Cart>(CART)?.unwrap_or_default();
     let mut rows = String::new();
@@ -313,14 +373,21 @@ async fn cart(session: Session) -> Result<Html<String>, Error> {
     Ok(chrome.render("Cart", "cart", &main))
 }
 
-async fn not_found() -> impl IntoResponse {
+async fn not_found() -> Problem {
     // No session here: a page that does not extract it costs no store call.
-    (
+    Problem::new(
         StatusCode::NOT_FOUND,
-        Html(
-            "<!doctype html><title>Not found · session-layer demo</title>\
-              <h1>Not found</h1><p><a href=/>Back to the demo</a></p>",
-        ),
+        "Not found",
+        "There is no page at this address.",
+    )
+}
+
+async fn wrong_method() -> Problem {
+    // A form's address typed into the address bar, say.
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Nothing to see here",
+        "This address only takes a submitted form: start again from the home page.",
     )
 }
 
@@ -335,7 +402,10 @@ struct SignIn {
     remember: Option<String>,
 }
 
-async fn sign_in(session: Session, Form(form): Form<SignIn>) -> Result<Redirect, Error> {
+async fn sign_in(
+    ShopSession(session): ShopSession,
+    Form(form): Form<SignIn>,
+) -> Result<Redirect, Problem> {
     let name = form.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
         flash_error(
@@ -353,7 +423,7 @@ async fn sign_in(session: Session, Form(form): Form<SignIn>) -> Result<Redirect,
     Ok(Redirect::to("/"))
 }
 
-async fn sign_out(session: Session) -> Result<Redirect, Error> {
+async fn sign_out(ShopSession(session): ShopSession) -> Result<Redirect, Problem> {
     session.destroy();
     // Inserting after `destroy` starts a new session, just for the message;
     // like any new session, its cookie ends with the browser, even if the
@@ -367,7 +437,10 @@ struct Item {
     item: String,
 }
 
-async fn add_to_cart(session: Session, Form(form): Form<Item>) -> Result<Redirect, Error> {
+async fn add_to_cart(
+    ShopSession(session): ShopSession,
+    Form(form): Form<Item>,
+) -> Result<Redirect, Problem> {
     let Some(product) = product(&form.item) else {
         flash_error(&session, "There is no such product.")?;
         return Ok(Redirect::to("/shop"));
@@ -393,7 +466,10 @@ async fn add_to_cart(session: Session, Form(form): Form<Item>) -> Result<Redirec
     Ok(Redirect::to("/shop"))
 }
 
-async fn remove_from_cart(session: Session, Form(form): Form<Item>) -> Result<Redirect, Error> {
+async fn remove_from_cart(
+    ShopSession(session): ShopSession,
+    Form(form): Form<Item>,
+) -> Result<Redirect, Problem> {
     let cart = session.get::<Cart>(CART)?.unwrap_or_default();
     let Some(product) = product(&form.item).filter(|product| cart.contains_key(product.id)) else {
         flash_error(&session, "That product is not in your cart.")?;
@@ -417,10 +493,176 @@ async fn remove_from_cart(session: Session, Form(form): Form<Item>) -> Result<Re
     Ok(Redirect::to("/cart"))
 }
 
-async fn clear_cart(session: Session) -> Result<Redirect, Error> {
+async fn clear_cart(ShopSession(session): ShopSession) -> Result<Redirect, Problem> {
     session.remove(CART);
     flash(&session, "Your cart is empty now.")?;
     Ok(Redirect::to("/cart"))
+}
+
+// ---------------------------------------------------------------------------
+// Failures: every one is a page of the demo.
+
+/// A failure, answered as a page in the demo's layout with its message where
+/// flash messages appear. It never reads the session: the session may be
+/// what failed.
+struct Problem {
+    status: StatusCode,
+    title: &'static str,
+    message: &'static str,
+}
+
+/// What the request was doing with its session when it failed.
+#[derive(Clone, Copy)]
+enum Step {
+    Load,
+    Handle,
+    Save,
+}
+
+impl Problem {
+    fn new(status: StatusCode, title: &'static str, message: &'static str) -> Self {
+        Self {
+            status,
+            title,
+            message,
+        }
+    }
+
+    /// The page for a session error, with [`Error::status`]: `409` where
+    /// trying again succeeds, `500` otherwise.
+    fn session(error: &Error, step: Step) -> Self {
+        let status = error.status();
+        let retry = "Not saved";
+        let (title, message) = match error.kind() {
+            ErrorKind::Conflict => (
+                retry,
+                "Your session changed in another tab while this was being saved; \
+                 please try again.",
+            ),
+            ErrorKind::SessionGone => (
+                retry,
+                "Your session ended in another tab (signed out, or signed in anew) \
+                 while this was being saved, so it was not saved; please try again.",
+            ),
+            ErrorKind::Store | ErrorKind::Timeout | ErrorKind::Capacity => (
+                "Something went wrong",
+                match step {
+                    Step::Load => {
+                        "The shop cannot reach its session store, so your session could \
+                         not be loaded; please try again in a moment."
+                    }
+                    Step::Handle | Step::Save => {
+                        "The shop cannot reach its session store, so this was not saved; \
+                         please try again in a moment."
+                    }
+                },
+            ),
+            // Kinds this demo does not know yet: a 409 is one that trying
+            // again resolves, such as a request that presented the id a
+            // sign-in in another tab had just replaced.
+            _ if status == StatusCode::CONFLICT => (
+                retry,
+                "Another tab changed your session (signing in, say) while this was \
+                 being saved, so it was not saved; please try again.",
+            ),
+            _ => (
+                "Something went wrong",
+                "Something went wrong with your session, so this was not done; \
+                 please try again later.",
+            ),
+        };
+        Self::new(status, title, message)
+    }
+}
+
+/// A handler's failed session call.
+impl From<Error> for Problem {
+    fn from(error: Error) -> Self {
+        Self::session(&error, Step::Handle)
+    }
+}
+
+impl From<SessionRejection> for Problem {
+    fn from(rejection: SessionRejection) -> Self {
+        match rejection {
+            SessionRejection::Load(error) => Self::session(&error, Step::Load),
+            // The route is not behind the layer: a bug of the demo's own.
+            _ => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "This page cannot use sessions; please start again from the home page.",
+            ),
+        }
+    }
+}
+
+impl From<FormRejection> for Problem {
+    fn from(rejection: FormRejection) -> Self {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(
+                status,
+                "Form too large",
+                "That form was too large for the shop to accept, so nothing was \
+                 changed; please go back and send less.",
+            )
+        } else if status.is_client_error() {
+            // 400, 415 or 422: not a form of this shop, or a field missing.
+            Self::new(
+                status,
+                "Form not understood",
+                "The shop could not read that form, so nothing was changed; please \
+                 go back and try again.",
+            )
+        } else {
+            Self::new(
+                status,
+                "Something went wrong",
+                "The shop could not read that form, so nothing was changed; please \
+                 try again later.",
+            )
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let page = layout(&Layout {
+            title: self.title,
+            page: "problem",
+            cart_items: None,
+            status: "",
+            flash: Some((true, self.message)),
+            main: "<p><a href=/ id=home-link>Back to the home page</a></p>",
+            footer: "session-layer demo",
+        });
+        (self.status, page).into_response()
+    }
+}
+
+/// The [`Session`] extractor whose rejection (the store failed to load the
+/// session) is a [`Problem`] page.
+struct ShopSession(Session);
+
+impl<S: Send + Sync> FromRequestParts<S> for ShopSession {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        Ok(Self(Session::from_request_parts(parts, state).await?))
+    }
+}
+
+/// axum's `Form` extractor whose rejection (a body over axum's 2 MB limit, not
+/// a form, or a field missing) is a [`Problem`] page.
+struct Form<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Form<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+        let axum::Form(form) = axum::Form::<T>::from_request(request, state).await?;
+        Ok(Self(form))
+    }
 }
 
 // ---------------------------------------------------------------------------

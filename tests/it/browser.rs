@@ -12,11 +12,9 @@
 //! `127.0.0.1:0` and opens fresh browser profiles; the tests running at the
 //! same time share one chromedriver.
 
-#[path = "../../examples/demo/app.rs"]
-mod app;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::demo_app as app;
 use crate::support::browser::{Browser, Server, browser_test, scratch_dir};
 use axum::Router;
 use axum::http::{Method, StatusCode};

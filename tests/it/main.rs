@@ -6,10 +6,16 @@
 
 mod support;
 
+/// The demo app (`examples/demo/app.rs`), tested by `browser` and
+/// `demo_pages`.
+#[path = "../../examples/demo/app.rs"]
+mod demo_app;
+
 mod browser;
 mod chaos;
 mod concurrency;
 mod cookies;
+mod demo_pages;
 mod failures;
 mod floods;
 mod http;
