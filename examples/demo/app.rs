@@ -25,13 +25,17 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use session_layer::{Error, ErrorKind, Key, Session, SessionLayer, SessionRejection, SessionStore};
+use session_layer::{
+    Error, ErrorKind, Key, Session, SessionLayer, SessionLayerBuilder, SessionRejection,
+    SessionStore,
+};
 
 /// A session ends after this long without a request; a "remember me" cookie
 /// lasts this long after the last request that refreshed it.
@@ -107,25 +111,35 @@ fn flash_error(session: &Session, text: impl Into<String>) -> Result<(), Error> 
     session.insert(FLASH, Flash { error: true, text })
 }
 
-/// Returns the demo app behind a session layer on `store`, signed with `key`.
-///
-/// The cookie keeps the crate's defaults (`id`, `HttpOnly`, `Secure`,
-/// `SameSite=Lax`, `Path=/`, a browser-session cookie); "remember me" makes
-/// it persistent for [`IDLE_TIMEOUT`].
+/// Returns the demo app behind a session layer on `store`, signed with `key`:
+/// [`router`] behind [`layer`], built.
 ///
 /// # Errors
 ///
 /// Fails if the layer's configuration is refused (it is not: the timeouts
 /// are valid).
 pub(crate) fn app(store: impl SessionStore, key: Key) -> Result<Router, Error> {
-    let layer = SessionLayer::builder(store, key)
+    Ok(router(layer(store, key).build()?))
+}
+
+/// Returns the demo's session layer on `store`, signed with `key`, not yet
+/// built: a test can change one setting and build it.
+///
+/// The cookie keeps the crate's defaults (`id`, `HttpOnly`, `Secure`,
+/// `SameSite=Lax`, `Path=/`, a browser-session cookie); "remember me" makes
+/// it persistent for [`IDLE_TIMEOUT`].
+pub(crate) fn layer(store: impl SessionStore, key: Key) -> SessionLayerBuilder {
+    SessionLayer::builder(store, key)
         .idle_timeout(IDLE_TIMEOUT)
         .absolute_timeout(ABSOLUTE_TIMEOUT)
         // The save failed, so no flash message can be stored: the page says
         // it directly. The layer sends it without the session cookie.
         .on_save_error(|error: &Error| Problem::session(error, Step::Save))
-        .build()?;
-    Ok(Router::new()
+}
+
+/// Returns the demo's routes behind `layer`.
+pub(crate) fn router(layer: SessionLayer) -> Router {
+    Router::new()
         .route("/", get(home))
         .route("/shop", get(shop))
         .route("/cart", get(cart))
@@ -136,7 +150,8 @@ pub(crate) fn app(store: impl SessionStore, key: Key) -> Result<Router, Error> {
         .route("/cart/clear", post(clear_cart))
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
-        .layer(layer))
+        .layer(layer)
+        .layer(middleware::from_fn(page_view_conflicts))
 }
 
 // ---------------------------------------------------------------------------
@@ -573,6 +588,26 @@ impl Problem {
         };
         Self::new(status, title, message)
     }
+}
+
+/// Rewrites the `409` page of a page view (`GET`, `HEAD`) that lost its
+/// save to another tab: a page view changes only the visit count and the
+/// flash message, so nothing the visitor did was lost, and telling them to
+/// "try again" would have them repeat what they did before, such as the
+/// add-to-cart that redirected here and was saved.
+async fn page_view_conflicts(request: Request, next: Next) -> Response {
+    let page_view = matches!(*request.method(), Method::GET | Method::HEAD);
+    let response = next.run(request).await;
+    if page_view && response.status() == StatusCode::CONFLICT {
+        return Problem::new(
+            StatusCode::CONFLICT,
+            "Out of date",
+            "Another tab changed your session (signing in, say) while this page \
+             was loading, so it may be out of date; please reload it.",
+        )
+        .into_response();
+    }
+    response
 }
 
 /// A handler's failed session call.

@@ -239,6 +239,33 @@ async fn a_session_ended_by_another_tab_while_saving_is_a_409_page() {
 }
 
 #[tokio::test]
+async fn a_page_view_that_loses_its_save_to_another_tab_asks_for_a_reload() {
+    let (app, store) = faulty();
+    let cookie = start_shopping(&app).await;
+
+    // Tab 1 shows the shop (a page view counts a visit); its save waits
+    // while tab 2 signs out.
+    let gate = store.hold_next(Op::Update);
+    let viewing = {
+        let (app, cookie) = (app.clone(), cookie.clone());
+        tokio::spawn(async move { app.get("/shop", Some(&cookie)).await })
+    };
+    gate.reached().await;
+    let signed_out = post_form(&app, "/logout", "", Some(&cookie)).await;
+    assert_eq!(signed_out.status, StatusCode::SEE_OTHER);
+    gate.open();
+    let reply = join(viewing).await;
+    // Not "please try again": nothing the visitor did was lost.
+    assert_problem_page(
+        &reply,
+        StatusCode::CONFLICT,
+        "Another tab changed your session (signing in, say) while this page was \
+         loading, so it may be out of date; please reload it.",
+    );
+    assert!(reply.set_cookies().is_empty(), "{reply:?}");
+}
+
+#[tokio::test]
 async fn a_failed_session_call_in_a_handler_is_a_500_page() {
     // Another app on the same store and key leaves a cart the demo cannot
     // read: its pages fail to decode it.
