@@ -245,7 +245,7 @@ impl Replace {
             };
             let written = if self.rotate {
                 match store
-                    .rotate(&self.base.id, self.base.version, &record)
+                    .rotate(&self.base.id, self.base.version, &record, None)
                     .await?
                 {
                     Rotated::Rotated => true,

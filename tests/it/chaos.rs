@@ -278,9 +278,13 @@ impl<St: SessionStore> SessionStore for ChaosStore<St> {
         old: &Id,
         expected_version: u64,
         record: &Record,
+        retired: Option<&Record>,
     ) -> Result<Rotated, Error> {
-        self.run(Op::Rotate, self.inner.rotate(old, expected_version, record))
-            .await
+        self.run(
+            Op::Rotate,
+            self.inner.rotate(old, expected_version, record, retired),
+        )
+        .await
     }
 }
 
