@@ -24,6 +24,7 @@ mod postgres_outage;
 mod proptest_codec;
 mod provided_rotate;
 mod readme;
+mod rotation;
 #[cfg(all(feature = "redis-store", feature = "conformance"))]
 mod redis_cluster;
 #[cfg(feature = "redis-store")]
