@@ -19,8 +19,8 @@ use crate::error::{Error, ErrorKind};
 use crate::id::Id;
 use crate::load::LazySession;
 use crate::session::{Edits, Header, Pending, Retired, Rotation, Stored, retire};
-use crate::session_cookie::{CookieAction, SessionHeaders as Headers};
 use crate::session_cookie::codec;
+use crate::session_cookie::{CookieAction, SessionHeaders as Headers};
 use crate::store::{Created, Record, Rotated, Updated};
 use crate::trace::event;
 

@@ -160,9 +160,7 @@ impl Data {
     /// flag byte followed by exactly one JSON object.
     pub(crate) fn decode(record: Arc<[u8]>) -> Result<(Self, bool), Error> {
         let header = Header::of(&record)?;
-        let json = record
-            .get(1..header.json_end(&record))
-            .unwrap_or_default();
+        let json = record.get(1..header.json_end(&record)).unwrap_or_default();
         let mut deserializer = serde_json::Deserializer::from_slice(json);
         // Offsets are taken within the whole record, flag byte included.
         let mut index = deserializer

@@ -145,7 +145,13 @@ impl Session {
             // all, as a live record: always encoded.
             let always = state.retired.is_some();
             let stored = state.stored.is_some();
-            Some(Edits::new(changes, &state.data, state.persistent, always, stored)?)
+            Some(Edits::new(
+                changes,
+                &state.data,
+                state.persistent,
+                always,
+                stored,
+            )?)
         } else {
             None
         };

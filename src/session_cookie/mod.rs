@@ -225,7 +225,10 @@ pub(crate) fn write_headers(
         headers.insert(CLEAR_SITE_DATA, HeaderValue::from_static("\"cache\""));
     }
     // `validate` rendered both shapes of cookie when the layer was built.
-    let value = session.cookie.as_ref().and_then(|cookie| config.render(cookie));
+    let value = session
+        .cookie
+        .as_ref()
+        .and_then(|cookie| config.render(cookie));
     if let Some(value) = value {
         remove_session_cookies(headers, &config.name);
         headers.append(SET_COOKIE, value);

@@ -43,8 +43,7 @@ use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::{Method, Request, StatusCode};
 use axum::routing::get;
 use session_layer::{
-    Created, Error, ErrorKind, Id, MemoryStore, Record, Rotated, Session, SessionLayer,
-    SessionStore, Updated,
+    Created, Error, ErrorKind, Id, MemoryStore, Record, Rotated, Session, SessionStore, Updated,
 };
 
 const CLIENTS: usize = 32;
@@ -774,9 +773,9 @@ async fn run(config: Config) -> usize {
     let memory = MemoryStore::default();
     let chaos = ChaosStore::new(memory.clone(), seed, config.plans);
     let layer = if config.provided_rotate {
-        SessionLayer::new(ProvidedRotate(chaos.clone()), key(1))
+        support::no_grace(ProvidedRotate(chaos.clone()), key(1))
     } else {
-        SessionLayer::new(chaos.clone(), key(1))
+        support::no_grace(chaos.clone(), key(1))
     };
     let app = App::with_router(routes().layer(layer), "id");
 

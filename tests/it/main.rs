@@ -24,13 +24,13 @@ mod postgres_outage;
 mod proptest_codec;
 mod provided_rotate;
 mod readme;
-mod rotation;
 #[cfg(all(feature = "redis-store", feature = "conformance"))]
 mod redis_cluster;
 #[cfg(feature = "redis-store")]
 mod redis_http;
 #[cfg(all(feature = "redis-store", feature = "conformance"))]
 mod redis_store;
+mod rotation;
 #[cfg(feature = "sqlite-store")]
 mod sqlite;
 #[cfg(feature = "tracing")]

@@ -6,9 +6,7 @@
 use async_trait::async_trait;
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
-use session_layer::{
-    Created, Error, Id, MemoryStore, Record, Rotated, SessionLayer, SessionStore, Updated,
-};
+use session_layer::{Created, Error, Id, MemoryStore, Record, Rotated, SessionStore, Updated};
 
 use crate::support::{
     self, App, CountingStore, FaultyStore, Op, join_within_5s, key, spawn_post, stored,
@@ -60,7 +58,7 @@ fn no_rotate() -> Layered {
     let memory = MemoryStore::default();
     let faulty = FaultyStore::new(memory.clone());
     let counting = CountingStore::new(faulty.clone());
-    let app = App::new(SessionLayer::new(NoRotate(counting.clone()), key(1)));
+    let app = App::new(support::no_grace(NoRotate(counting.clone()), key(1)));
     (app, counting, faulty, memory)
 }
 

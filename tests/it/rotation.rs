@@ -106,7 +106,9 @@ fn app(store: Store, grace: Duration, gate: &Arc<Gate>) -> App {
 async fn with_tea(app: &App) -> String {
     let reply = app.post("/add/tea", None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    reply.session_value().expect("a new session sets its cookie")
+    reply
+        .session_value()
+        .expect("a new session sets its cookie")
 }
 
 /// Signs in through `old` and returns the new cookie value.
@@ -152,7 +154,10 @@ async fn a_request_after_the_sign_in_reads_the_old_data_and_cannot_write(store: 
     assert_no_cookie(&reply);
     assert_refused(&app.post("/add/mug", Some(&old)).await);
 
-    assert_eq!(app.get("/view", Some(&new)).await.body, "user=Nora;cart=tea");
+    assert_eq!(
+        app.get("/view", Some(&new)).await.body,
+        "user=Nora;cart=tea"
+    );
 }
 
 async fn a_request_loaded_before_the_sign_in_and_saved_after_is_refused(store: Store) {
@@ -166,7 +171,10 @@ async fn a_request_loaded_before_the_sign_in_and_saved_after_is_refused(store: S
     gate.open();
     assert_refused(&join(slow).await);
 
-    assert_eq!(app.get("/view", Some(&new)).await.body, "user=Nora;cart=tea");
+    assert_eq!(
+        app.get("/view", Some(&new)).await.body,
+        "user=Nora;cart=tea"
+    );
 }
 
 async fn two_sign_ins_at_once_both_end_signed_in_with_the_data(store: Store) {
@@ -182,18 +190,26 @@ async fn two_sign_ins_at_once_both_end_signed_in_with_the_data(store: Store) {
     gate.open();
     let reply = join(slow).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    let second = reply.session_value().expect("the later sign-in sets a cookie");
+    let second = reply
+        .session_value()
+        .expect("the later sign-in sets a cookie");
     assert_ne!(second, old);
     assert_ne!(second, first, "the old id's holder never learns the new id");
 
     // Whichever cookie the browser keeps, it is signed in with the cart.
     for cookie in [&first, &second] {
-        assert_eq!(app.get("/view", Some(cookie)).await.body, "user=Nora;cart=tea");
+        assert_eq!(
+            app.get("/view", Some(cookie)).await.body,
+            "user=Nora;cart=tea"
+        );
     }
     // A sign-in that arrives after the first one ends the same way.
     let third = sign_in(&app, &old, "Nora").await;
     assert!(third != first && third != second);
-    assert_eq!(app.get("/view", Some(&third)).await.body, "user=Nora;cart=tea");
+    assert_eq!(
+        app.get("/view", Some(&third)).await.body,
+        "user=Nora;cart=tea"
+    );
 }
 
 async fn signing_out_through_the_replaced_id_is_refused_and_through_the_new_one_ends_it(
@@ -204,7 +220,10 @@ async fn signing_out_through_the_replaced_id_is_refused_and_through_the_new_one_
     let new = sign_in(&app, &old, "Nora").await;
 
     assert_refused(&app.post("/logout", Some(&old)).await);
-    assert_eq!(app.get("/view", Some(&new)).await.body, "user=Nora;cart=tea");
+    assert_eq!(
+        app.get("/view", Some(&new)).await.body,
+        "user=Nora;cart=tea"
+    );
 
     let reply = app.post("/logout", Some(&new)).await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -235,7 +254,10 @@ async fn after_the_grace_period_the_replaced_id_is_unknown(store: Store) {
     let fresh = reply.session_value().expect("a fresh session");
     assert!(fresh != old && fresh != new);
     assert_eq!(app.get("/view", Some(&fresh)).await.body, "user=;cart=mug");
-    assert_eq!(app.get("/view", Some(&new)).await.body, "user=Nora;cart=tea");
+    assert_eq!(
+        app.get("/view", Some(&new)).await.body,
+        "user=Nora;cart=tea"
+    );
 }
 
 async fn a_planted_id_never_reaches_the_signed_in_session(store: Store) {
@@ -259,7 +281,10 @@ async fn a_planted_id_never_reaches_the_signed_in_session(store: Store) {
     let own = reply.session_value().expect("the attacker's own sign-in");
     assert_ne!(own, victim);
     seen.push(reply);
-    assert_eq!(app.get("/view", Some(&own)).await.body, "user=Mallory;cart=tea");
+    assert_eq!(
+        app.get("/view", Some(&own)).await.body,
+        "user=Mallory;cart=tea"
+    );
 
     // After it: a stranger.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -277,7 +302,10 @@ async fn a_planted_id_never_reaches_the_signed_in_session(store: Store) {
             "the attacker never receives the victim's cookie"
         );
     }
-    assert_eq!(app.get("/view", Some(&victim)).await.body, "user=Nora;cart=tea");
+    assert_eq!(
+        app.get("/view", Some(&victim)).await.body,
+        "user=Nora;cart=tea"
+    );
 }
 
 async fn after_a_renewal_the_old_id_writes_to_the_renewed_session(store: Store) {
@@ -290,7 +318,10 @@ async fn after_a_renewal_the_old_id_writes_to_the_renewed_session(store: Store) 
     let reply = app.post("/add/mug", Some(&old)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_no_cookie(&reply);
-    assert_eq!(app.get("/view", Some(&new)).await.body, "user=;cart=tea,mug");
+    assert_eq!(
+        app.get("/view", Some(&new)).await.body,
+        "user=;cart=tea,mug"
+    );
     assert_eq!(app.get("/view", Some(&old)).await.body, "user=;cart=tea");
 
     // Signing out through the old id ends the renewed session too.
@@ -304,7 +335,10 @@ async fn without_a_grace_period_the_old_id_is_gone_at_once(store: Store) {
     let old = with_tea(&app).await;
     let new = sign_in(&app, &old, "Nora").await;
     assert_eq!(app.get("/view", Some(&old)).await.body, "user=;cart=");
-    assert_eq!(app.get("/view", Some(&new)).await.body, "user=Nora;cart=tea");
+    assert_eq!(
+        app.get("/view", Some(&new)).await.body,
+        "user=Nora;cart=tea"
+    );
 }
 
 /// Generates one test per ordering for one store.
