@@ -13,7 +13,7 @@
 //! same time share one chromedriver.
 
 #[path = "../../examples/demo/app.rs"]
-mod app;
+pub(crate) mod app;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -437,3 +437,50 @@ fn a_grace_period_over_a_minute_is_refused() {
         .expect_err("over a minute");
     assert_eq!(error.kind(), ErrorKind::Config);
 }
+
+/// The demo, driven as `curl` would: sign in through one request while
+/// another, sent with the same (pre-sign-in) cookie, adds to the cart.
+#[tokio::test]
+async fn the_sign_in_race_of_the_demo_keeps_the_user_signed_in() {
+    use axum::body::Body;
+    use axum::http::header::{CONTENT_TYPE, COOKIE};
+    use axum::http::{Method, Request};
+
+    let router = crate::browser::app::app(MemoryStore::default(), key(9)).expect("the demo");
+    let app = App::with_router(router, "id");
+    let form = |path: &str, cookie: &str, body: &str| {
+        Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(COOKIE, format!("id={cookie}"))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body.to_owned()))
+            .expect("a valid request")
+    };
+
+    let a = app
+        .get("/", None)
+        .await
+        .session_value()
+        .expect("a first visit");
+    let reply = app.call(form("/cart/add", &a, "item=tea")).await;
+    assert!(reply.status.is_redirection(), "{}", reply.body);
+    // Tab 1 signs in; tab 2 adds a mug with the cookie it had.
+    let reply = app.call(form("/login", &a, "name=Nora")).await;
+    let b = reply.session_value().expect("the signed-in cookie");
+    let reply = app.call(form("/cart/add", &a, "item=mug")).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
+    assert!(
+        reply.session_value().is_none(),
+        "no cookie replaces the signed-in one"
+    );
+
+    // The browser keeps B: signed in as Nora, with the tea.
+    let cart = app.get("/cart", Some(&b)).await;
+    assert!(cart.body.contains("Nora"), "{}", cart.body);
+    assert!(cart.body.contains("Green tea"), "{}", cart.body);
+    assert!(
+        !cart.body.contains("Enamel mug"),
+        "the refused add added nothing"
+    );
+}
