@@ -13,7 +13,7 @@ use crate::body::{self, ErrorBody};
 use crate::error::{Error, ErrorKind};
 use crate::key::{Key, KeyRing};
 use crate::lifetime::Lifetime;
-use crate::session_cookie::CookieConfig;
+use crate::session_cookie::{CookieConfig, HeaderPolicy};
 use crate::store::SessionStore;
 
 /// 30 minutes without a request end a session.
@@ -24,6 +24,14 @@ pub(crate) const DEFAULT_ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(12 * 6
 
 /// How many times a save is tried against concurrent writers.
 pub(crate) const DEFAULT_MAX_SAVE_ATTEMPTS: usize = 128;
+
+/// How long a rotated-away id still answers: long enough for requests
+/// already in flight when the rotation's response reached the browser.
+pub(crate) const DEFAULT_ROTATION_GRACE: Duration = Duration::from_secs(10);
+
+/// The longest grace period accepted: a replaced id that answers for
+/// longer is an id that was not really replaced.
+pub(crate) const MAX_ROTATION_GRACE: Duration = Duration::from_secs(60);
 
 /// Browsers cap a cookie's lifetime at 400 days.
 pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(400 * 24 * 60 * 60);
@@ -43,6 +51,9 @@ pub(crate) struct Config {
     pub(crate) ring: KeyRing,
     pub(crate) lifetime: Lifetime,
     pub(crate) max_save_attempts: usize,
+    /// How long a rotation leaves the old id answering.
+    pub(crate) rotation_grace: Duration,
+    pub(crate) headers: HeaderPolicy,
     clock: Clock,
     save_if: SavePredicate,
     on_error: ErrorResponse,
@@ -111,6 +122,8 @@ pub struct SessionLayerBuilder {
     refresh_after: Option<Duration>,
     persistent: bool,
     max_save_attempts: usize,
+    rotation_grace: Duration,
+    headers: HeaderPolicy,
     clock: Clock,
     save_if: SavePredicate,
     on_error: ErrorResponse,
@@ -129,6 +142,8 @@ impl SessionLayerBuilder {
             refresh_after: None,
             persistent: false,
             max_save_attempts: DEFAULT_MAX_SAVE_ATTEMPTS,
+            rotation_grace: DEFAULT_ROTATION_GRACE,
+            headers: HeaderPolicy::default(),
             clock: Arc::new(SystemTime::now),
             save_if: Arc::new(|status| !status.is_server_error()),
             on_error: Arc::new(default_error_response),
@@ -233,6 +248,53 @@ impl SessionLayerBuilder {
         self
     }
 
+    /// Sets how long an id that [`Session::cycle_id`](crate::Session::cycle_id)
+    /// or [`Session::renew_id`](crate::Session::renew_id) replaced still
+    /// answers (default 10 seconds; at most a minute; zero deletes it at
+    /// once).
+    ///
+    /// A sign-in rotates the id, but the browser may already have sent
+    /// other requests with the old one: another tab, a background fetch, a
+    /// double submit. During the grace period such a request is not a
+    /// stranger: it reads the data as it was before the rotation, gets no
+    /// cookie that could replace the new one, and creates no session in its
+    /// place. After `cycle_id` its changes are refused with
+    /// [`ErrorKind::IdRotated`]; after `renew_id` they are applied to the
+    /// renewed session. It never learns the new id, so an id planted before
+    /// sign-in gives its planter nothing: only what the planter already had,
+    /// for a few seconds.
+    ///
+    /// Ten seconds cover requests in flight on a slow connection; a longer
+    /// period only prolongs how long a replaced id answers.
+    pub fn rotation_grace(mut self, grace: Duration) -> Self {
+        self.rotation_grace = grace;
+        self
+    }
+
+    /// Marks every response that read a stored session
+    /// `Cache-Control: no-store` (default `true`), so the browser keeps no
+    /// copy of a signed-in page: after sign-out, Back shows no page of the
+    /// session that ended. Responses that set or remove the session cookie
+    /// are always `no-store`, whatever this says.
+    ///
+    /// Turn it off only for an app whose pages show nothing of the session
+    /// worth hiding, and mark the sensitive ones yourself.
+    pub fn no_store(mut self, no_store: bool) -> Self {
+        self.headers.no_store = no_store;
+        self
+    }
+
+    /// Sends `Clear-Site-Data: "cache"` with the response of a
+    /// [`destroy`](crate::Session::destroy) of a stored session (default
+    /// `true`), so the browser drops what it cached while signed in.
+    ///
+    /// It clears the whole origin's HTTP cache in that browser, static
+    /// assets included, which then load again on the next visit.
+    pub fn clear_site_data(mut self, clear: bool) -> Self {
+        self.headers.clear_site_data = clear;
+        self
+    }
+
     /// Decides from the response status whether the session is saved
     /// (default: not for 5xx). A [`destroy`](crate::Session::destroy) is
     /// carried out whatever the status: ending a session is always safe.
@@ -313,6 +375,9 @@ impl SessionLayerBuilder {
         if self.max_save_attempts == 0 {
             return fail("at least one save attempt is needed");
         }
+        if self.rotation_grace > MAX_ROTATION_GRACE {
+            return fail("the rotation grace period must be at most a minute");
+        }
         Ok(self.assemble())
     }
 
@@ -334,6 +399,8 @@ impl SessionLayerBuilder {
             ring,
             lifetime,
             max_save_attempts: self.max_save_attempts,
+            rotation_grace: self.rotation_grace,
+            headers: self.headers,
             clock: self.clock,
             save_if: self.save_if,
             on_error: self.on_error,
@@ -350,6 +417,8 @@ impl fmt::Debug for SessionLayerBuilder {
             .field("refresh_after", &self.refresh_after)
             .field("persistent", &self.persistent)
             .field("max_save_attempts", &self.max_save_attempts)
+            .field("rotation_grace", &self.rotation_grace)
+            .field("headers", &self.headers)
             .field("fallback_keys", &self.fallback_keys.len())
             .finish_non_exhaustive()
     }

@@ -45,6 +45,12 @@ pub enum ErrorKind {
     /// The operating system's random number generator failed, so no key or
     /// session id could be drawn.
     Random,
+    /// The request presented a session id that a concurrent sign-in had just
+    /// replaced (with [`Session::cycle_id`](crate::Session::cycle_id)), and
+    /// tried to change or end the session through it. Nothing was saved and
+    /// no cookie is sent: the browser already holds, or is about to
+    /// receive, the new cookie, so trying again succeeds.
+    IdRotated,
 }
 
 impl Error {
@@ -79,15 +85,17 @@ impl Error {
     }
 
     /// Returns the HTTP status that answers this error: `409 Conflict` when
-    /// a concurrent request ended the session or kept saving it first
-    /// ([`ErrorKind::SessionGone`], [`ErrorKind::Conflict`]), where trying
-    /// again can succeed; `500 Internal Server Error` for every other kind.
+    /// a concurrent request ended, moved or kept saving the session first
+    /// ([`ErrorKind::SessionGone`], [`ErrorKind::IdRotated`],
+    /// [`ErrorKind::Conflict`]), where trying again can succeed; `500 Internal Server Error` for every other kind.
     ///
     /// The layer's default save-error response and `IntoResponse` (feature
     /// `axum`) both answer with it.
     pub fn status(&self) -> StatusCode {
         match self.kind {
-            ErrorKind::SessionGone | ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::SessionGone | ErrorKind::Conflict | ErrorKind::IdRotated => {
+                StatusCode::CONFLICT
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -108,6 +116,7 @@ impl ErrorKind {
                 "the session ended in a concurrent request before it could be saved"
             }
             Self::Random => "the operating system's random number generator failed",
+            Self::IdRotated => "the session moved to a new id in a concurrent sign-in",
         }
     }
 }
@@ -171,6 +180,7 @@ mod tests {
         let status = |kind| Error::message(kind, "x").status();
         assert_eq!(status(ErrorKind::Conflict), StatusCode::CONFLICT);
         assert_eq!(status(ErrorKind::SessionGone), StatusCode::CONFLICT);
+        assert_eq!(status(ErrorKind::IdRotated), StatusCode::CONFLICT);
         for kind in [ErrorKind::Store, ErrorKind::Timeout, ErrorKind::Random] {
             assert_eq!(status(kind), StatusCode::INTERNAL_SERVER_ERROR, "{kind:?}");
         }

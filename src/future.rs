@@ -15,11 +15,11 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::load::LazySession;
 use crate::save::{self, Decision};
-use crate::session_cookie::{self, CookieAction};
+use crate::session_cookie::{self, SessionHeaders};
 use crate::trace::{event, in_span};
 
 /// The store writes of one response; an `async fn`'s future has no name.
-type Saving = Pin<Box<dyn Future<Output = Result<Option<CookieAction>, Error>> + Send>>;
+type Saving = Pin<Box<dyn Future<Output = Result<SessionHeaders, Error>> + Send>>;
 
 pin_project! {
     /// The response future of [`SessionService`](crate::SessionService).
@@ -70,8 +70,8 @@ where
                     let config = session.config();
                     let save = match save::decide(session, response.status()) {
                         Ok(Decision::Untouched) => return Poll::Ready(Ok(pass(response))),
-                        Ok(Decision::Headers(cookie)) => {
-                            return Poll::Ready(Ok(with_headers(config, response, cookie)));
+                        Ok(Decision::Headers(headers)) => {
+                            return Poll::Ready(Ok(with_headers(config, response, &headers)));
                         }
                         Ok(Decision::Save(save)) => save,
                         Err(error) => return Poll::Ready(Ok(replace(config, &error))),
@@ -94,7 +94,7 @@ where
                         .take()
                         .expect("`ResponseFuture` polled after completion");
                     return Poll::Ready(Ok(match outcome {
-                        Ok(cookie) => with_headers(config, response, cookie),
+                        Ok(headers) => with_headers(config, response, &headers),
                         Err(error) => replace(config, &error),
                     }));
                 }
@@ -112,9 +112,14 @@ fn pass<B>(response: Response<B>) -> Response<ResponseBody<B>> {
 fn with_headers<B>(
     config: &Config,
     mut response: Response<B>,
-    cookie: Option<CookieAction>,
+    headers: &SessionHeaders,
 ) -> Response<ResponseBody<B>> {
-    session_cookie::write_headers(response.headers_mut(), &config.cookie, cookie.as_ref());
+    session_cookie::write_headers(
+        response.headers_mut(),
+        &config.cookie,
+        config.headers,
+        headers,
+    );
     pass(response)
 }
 

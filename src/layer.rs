@@ -44,6 +44,10 @@ impl SessionLayer {
     /// however active it is.
     pub const DEFAULT_ABSOLUTE_TIMEOUT: Duration = config::DEFAULT_ABSOLUTE_TIMEOUT;
 
+    /// The default rotation grace period: for 10 seconds after a rotation,
+    /// the old id still answers requests that were already in flight.
+    pub const DEFAULT_ROTATION_GRACE: Duration = config::DEFAULT_ROTATION_GRACE;
+
     /// The longest timeout accepted: browsers cap a cookie's lifetime at 400
     /// days.
     pub const MAX_TIMEOUT: Duration = config::MAX_TIMEOUT;
@@ -83,8 +87,8 @@ impl SessionLayerBuilder {
     /// Fails with [`ErrorKind::Config`](crate::ErrorKind::Config) on an
     /// invalid cookie attribute, a broken prefix rule (`__Host-`,
     /// `__Secure-`), `SameSite=None` without `Secure`, a zero or over-long
-    /// timeout, a refresh that does not fall due before the idle timeout, or
-    /// zero save attempts.
+    /// timeout, a refresh that does not fall due before the idle timeout,
+    /// zero save attempts, or a rotation grace period over a minute.
     pub fn build(self) -> Result<SessionLayer, Error> {
         self.validate().map(SessionLayer::from_config)
     }

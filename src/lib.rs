@@ -102,7 +102,20 @@
 //!   that verifies wins; at most eight are checked.
 //! - **Rotation.** [`Session::cycle_id`] gives the session a new id when the
 //!   response is sent. The store's `rotate` creates the new record before it
-//!   deletes the old one, never the other way round.
+//!   retires the old one, never the other way round.
+//! - **Concurrent requests at sign-in.** For a grace period after a rotation
+//!   ([`SessionLayerBuilder::rotation_grace`], 10 seconds by default), a
+//!   request that still presents the old id reads the data as it was before,
+//!   gets no cookie that could replace the new one, and creates no session
+//!   in its place; its writes are refused with [`ErrorKind::IdRotated`]
+//!   (after [`Session::renew_id`], applied to the renewed session), and a
+//!   second sign-in signs in to a session of its own. It never learns the
+//!   new id, so an id planted before sign-in stays worthless.
+//! - **Caching.** Responses that read a stored session are
+//!   `Cache-Control: no-store` and `destroy` sends
+//!   `Clear-Site-Data: "cache"` ([`SessionLayerBuilder::no_store`],
+//!   [`SessionLayerBuilder::clear_site_data`]), so Back after sign-out shows
+//!   no signed-in page.
 //! - **After [`Session::destroy`]**, values inserted in the same request start
 //!   a new session with a new id, which carries a "signed out" message.
 //!

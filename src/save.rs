@@ -18,9 +18,9 @@ use crate::config::Config;
 use crate::error::{Error, ErrorKind};
 use crate::id::Id;
 use crate::load::LazySession;
-use crate::session::{Edits, Pending, Stored};
-use crate::session_cookie::CookieAction;
+use crate::session::{Edits, Header, Pending, Retired, Rotation, Stored, retire};
 use crate::session_cookie::codec;
+use crate::session_cookie::{CookieAction, SessionHeaders as Headers};
 use crate::store::{Created, Record, Rotated, Updated};
 use crate::trace::event;
 
@@ -32,9 +32,9 @@ const ID_ATTEMPTS: usize = 3;
 pub(crate) enum Decision {
     /// No load was tried: nothing to do, not even `Vary`.
     Untouched,
-    /// The session was read (or its load failed): `Vary`, and at most a
-    /// cookie header.
-    Headers(Option<CookieAction>),
+    /// The session was read (or its load failed): `Vary`, and what
+    /// [`Headers`] says.
+    Headers(Headers),
     /// The store must be written before the response leaves.
     Save(Save),
 }
@@ -44,34 +44,40 @@ pub(crate) enum Decision {
 /// # Errors
 ///
 /// Fails with [`ErrorKind::Serialize`] if the changed data cannot be
-/// encoded; nothing has been written then.
+/// encoded, or with [`ErrorKind::IdRotated`] if the request changed a session
+/// through an id a sign-in had just replaced; nothing has been written then.
 pub(crate) fn decide(lazy: &LazySession, status: StatusCode) -> Result<Decision, Error> {
     let Some(session) = lazy.loaded() else {
         // A failed load leaves the cookie alone, but the answer still
         // depended on it.
         return Ok(if lazy.attempted() {
-            Decision::Headers(None)
+            Decision::Headers(Headers::default())
         } else {
             Decision::Untouched
         });
     };
     let config = lazy.config();
     let pending = session.take_pending(config.saves(status))?;
-    Ok(plan(pending, config))
+    plan(pending, config)
 }
 
-/// The store writes a request needs, and the cookie that follows them.
+/// The store writes a request needs, and the headers that follow them.
 pub(crate) struct Save {
-    /// A record `destroy` asked to delete, deleted first.
-    delete: Option<Id>,
+    /// Records `destroy` asked to delete, deleted first.
+    delete: Vec<Id>,
     write: Option<Write>,
-    /// The cookie to send when the write sends none (a removal).
-    cookie: Option<CookieAction>,
+    /// The headers, with the cookie to send when the write sends none (a
+    /// removal).
+    headers: Headers,
 }
 
 enum Write {
-    /// A new session: a record under a fresh id.
-    Create(Edits),
+    /// A new session: a record under a fresh id, created now or, for a
+    /// session signed in again from a retired record, when that one was.
+    Create {
+        edits: Edits,
+        created_at: Option<SystemTime>,
+    },
     /// A stored session: a compare-and-set, or a rotation to a new id.
     Replace(Replace),
 }
@@ -96,18 +102,36 @@ impl Base {
 struct Replace {
     base: Base,
     edits: Edits,
-    rotate: bool,
+    rotate: Option<Rotation>,
     /// Nothing changed: the write only moves the idle deadline.
     refresh_only: bool,
     /// Whether the browser needs the cookie again: a new id, a re-signature,
     /// a new `Max-Age`, or a changed lifetime.
     cookie: bool,
+    /// The base is not loaded yet: the write goes to the session a renewal
+    /// moved the presented id to, whose version is not known.
+    forward: bool,
+}
+
+/// The error of a change sent through an id that a sign-in replaced.
+fn id_rotated() -> Error {
+    Error::message(
+        ErrorKind::IdRotated,
+        "a concurrent sign-in moved the session to a new id; this request's changes were not saved",
+    )
 }
 
 /// The pure half of [`decide`]: what `pending` needs, given the layer's
 /// configuration.
-fn plan(pending: Pending, config: &Config) -> Decision {
-    let removal = pending.remove_cookie.then_some(CookieAction::Remove);
+fn plan(pending: Pending, config: &Config) -> Result<Decision, Error> {
+    let headers = Headers {
+        cookie: pending.remove_cookie.then_some(CookieAction::Remove),
+        private: pending.stored.is_some() || pending.delete.is_some(),
+        ended: pending.delete.is_some(),
+    };
+    if let Some(retired) = pending.retired {
+        return plan_retired(pending, retired, headers);
+    }
     let write = match (pending.edits, &pending.stored) {
         // The status saves nothing.
         (None, _) => None,
@@ -121,8 +145,8 @@ fn plan(pending: Pending, config: &Config) -> Decision {
             // Any change is written, even one that leaves the bytes as
             // loaded: the compare-and-set is what lets this request's later
             // commit win over a concurrent one.
-            let changed = edits.encoded.is_some();
-            if !changed && !pending.rotate && !refresh {
+            let rotate = pending.rotate;
+            if !edits.changed && rotate.is_none() && !refresh {
                 // Nothing to store; a fallback-verified cookie is re-signed.
                 let cookie = pending.reissue.then(|| {
                     set_cookie(
@@ -133,78 +157,153 @@ fn plan(pending: Pending, config: &Config) -> Decision {
                         now,
                     )
                 });
-                return without_write(pending.delete, cookie);
+                let headers = Headers { cookie, ..headers };
+                return Ok(without_write(pending.delete, headers));
             }
             Some(Write::Replace(Replace {
                 base: Base::of(stored),
-                refresh_only: !changed && !pending.rotate,
+                refresh_only: !edits.changed && rotate.is_none(),
                 cookie: pending.reissue
-                    || pending.rotate
+                    || rotate.is_some()
                     || edits.persistent
                     || stored.persistent != edits.persistent,
-                rotate: pending.rotate,
+                rotate,
                 edits,
+                forward: false,
             }))
         }
         // A new session is stored only once it holds a value.
         (Some(edits), None) if edits.empty => None,
-        (Some(edits), None) => Some(Write::Create(edits)),
-    };
-    match write {
-        None => without_write(pending.delete, removal),
-        Some(write) => Decision::Save(Save {
-            delete: pending.delete,
-            write: Some(write),
-            cookie: removal,
+        (Some(edits), None) => Some(Write::Create {
+            edits,
+            created_at: None,
         }),
+    };
+    Ok(match write {
+        None => without_write(pending.delete, headers),
+        Some(write) => Decision::Save(Save {
+            delete: pending.delete.into_iter().collect(),
+            write: Some(write),
+            headers,
+        }),
+    })
+}
+
+/// What a session loaded from a retired record needs: the id the request
+/// presented was moved away from a moment ago. Such a request never gets a
+/// cookie that could replace the browser's newer one, and never the new id.
+fn plan_retired(pending: Pending, retired: Retired, headers: Headers) -> Result<Decision, Error> {
+    let headers = Headers {
+        cookie: None,
+        ..headers
+    };
+    if let Some(old) = pending.delete {
+        // Signing out through the old id: after a renewal it ends the
+        // renewed session too; after a sign-in it is refused, so a stale
+        // tab cannot end the session it never saw.
+        let Retired::Renewed(successor) = retired else {
+            return Err(id_rotated());
+        };
+        let headers = Headers {
+            cookie: Some(CookieAction::Remove),
+            ..headers
+        };
+        return Ok(Decision::Save(Save {
+            delete: vec![successor, old],
+            write: None,
+            headers,
+        }));
     }
+    let (Some(edits), Some(stored)) = (pending.edits, pending.stored) else {
+        return Ok(Decision::Headers(headers));
+    };
+    let write = if pending.rotate.is_some() {
+        // Signing in again through the old id (a second tab, a double
+        // submit): a session of its own, from what the old id held and
+        // this request's changes, under the absolute timeout of the
+        // original.
+        Write::Create {
+            edits,
+            created_at: Some(stored.created_at),
+        }
+    } else if !edits.changed {
+        return Ok(Decision::Headers(headers));
+    } else if let Retired::Renewed(successor) = retired {
+        Write::Replace(Replace {
+            base: Base {
+                id: successor,
+                version: 0,
+                created_at: stored.created_at,
+            },
+            edits,
+            rotate: None,
+            refresh_only: false,
+            cookie: false,
+            forward: true,
+        })
+    } else {
+        return Err(id_rotated());
+    };
+    Ok(Decision::Save(Save {
+        delete: Vec::new(),
+        write: Some(write),
+        headers,
+    }))
 }
 
 /// Only a `destroy`'s delete, if any, stands between the request and its
 /// headers.
-fn without_write(delete: Option<Id>, cookie: Option<CookieAction>) -> Decision {
+fn without_write(delete: Option<Id>, headers: Headers) -> Decision {
     match delete {
-        None => Decision::Headers(cookie),
+        None => Decision::Headers(headers),
         Some(id) => Decision::Save(Save {
-            delete: Some(id),
+            delete: vec![id],
             write: None,
-            cookie,
+            headers,
         }),
     }
 }
 
 impl Save {
-    /// Writes to the store and returns the cookie the response sets.
+    /// Writes to the store and returns the headers of the response.
     ///
     /// # Errors
     ///
     /// Fails if the store fails, with [`ErrorKind::SessionGone`] if a
-    /// concurrent request ended the session first, or with
+    /// concurrent request ended the session first, with
+    /// [`ErrorKind::IdRotated`] if a concurrent sign-in moved it, or with
     /// [`ErrorKind::Conflict`] when the attempts run out.
-    pub(crate) async fn run(self, config: Arc<Config>) -> Result<Option<CookieAction>, Error> {
-        if let Some(id) = self.delete {
-            config.store.delete(&id).await?;
+    pub(crate) async fn run(self, config: Arc<Config>) -> Result<Headers, Error> {
+        for id in &self.delete {
+            config.store.delete(id).await?;
         }
-        match self.write {
-            None => Ok(self.cookie),
-            Some(Write::Create(edits)) => create(&config, edits.bytes(), edits.persistent)
-                .await
-                .map(Some),
-            Some(Write::Replace(replace)) => {
-                replace.run(&config).await.map(|set| set.or(self.cookie))
+        let mut headers = self.headers;
+        let cookie = match self.write {
+            None => None,
+            Some(Write::Create { edits, created_at }) => {
+                Some(create(&config, edits.bytes(), edits.persistent, created_at).await?)
             }
-        }
+            Some(Write::Replace(replace)) => replace.run(&config).await?,
+        };
+        headers.cookie = cookie.or(headers.cookie);
+        Ok(headers)
     }
 }
 
-async fn create(config: &Config, data: Arc<[u8]>, persistent: bool) -> Result<CookieAction, Error> {
+async fn create(
+    config: &Config,
+    data: Arc<[u8]>,
+    persistent: bool,
+    created_at: Option<SystemTime>,
+) -> Result<CookieAction, Error> {
     let now = config.now();
+    let created_at = created_at.unwrap_or(now);
     let mut record = Record {
         id: Id::generate()?,
         version: 1,
         data,
-        created_at: now,
-        expires_at: config.lifetime.deadline(now, now),
+        created_at,
+        expires_at: config.lifetime.deadline(created_at, now),
     };
     for _ in 0..ID_ATTEMPTS {
         match config.store.create(&record).await? {
@@ -226,26 +325,37 @@ async fn create(config: &Config, data: Arc<[u8]>, persistent: bool) -> Result<Co
     ))
 }
 
+/// How many renewals a forwarded write follows before giving up.
+const MAX_FORWARDS: usize = 4;
+
 impl Replace {
     async fn run(mut self, config: &Config) -> Result<Option<CookieAction>, Error> {
         let store = &config.store;
-        let mut target = if self.rotate {
-            Id::generate()?
-        } else {
-            self.base.id
+        if self.forward {
+            match self.reload(config).await? {
+                Reloaded::Changed | Reloaded::Unchanged { .. } => {}
+                Reloaded::Gone => return Err(gone()),
+                Reloaded::Retired { .. } => return Err(id_rotated()),
+            }
+        }
+        let mut target = match self.rotate {
+            Some(_) => Id::generate()?,
+            None => self.base.id,
         };
         for _ in 0..config.max_save_attempts {
             let now = config.now();
+            let deadline = config.lifetime.deadline(self.base.created_at, now);
             let record = Record {
                 id: target,
                 version: self.base.version + 1,
                 data: self.edits.bytes(),
                 created_at: self.base.created_at,
-                expires_at: config.lifetime.deadline(self.base.created_at, now),
+                expires_at: deadline,
             };
-            let written = if self.rotate {
+            let written = if let Some(rotation) = self.rotate {
+                let retired = self.retired(config, rotation, &target, now, deadline);
                 match store
-                    .rotate(&self.base.id, self.base.version, &record)
+                    .rotate(&self.base.id, self.base.version, &record, retired.as_ref())
                     .await?
                 {
                     Rotated::Rotated => true,
@@ -269,14 +379,28 @@ impl Replace {
                 Reloaded::Unchanged { expires_at } => {
                     return Ok(self.cookie(config, &self.base.id, expires_at, now));
                 }
-                // A refresh of a session that is gone is simply not needed.
-                Reloaded::Gone if self.refresh_only => return Ok(None),
+                // A refresh of a session that is gone or moved is simply not
+                // needed.
+                Reloaded::Gone | Reloaded::Retired { .. } if self.refresh_only => return Ok(None),
                 Reloaded::Gone => {
                     event!(info, session = %crate::trace::Fingerprint(&self.base.id), "session ended concurrently; discarding changes");
-                    return Err(Error::message(
-                        ErrorKind::SessionGone,
-                        "a concurrent request destroyed or rotated the session",
-                    ));
+                    return Err(gone());
+                }
+                // A second sign-in that lost the race to the first: a
+                // session of its own, from what the old id held.
+                Reloaded::Retired { created_at } if self.rotate.is_some() => {
+                    let cookie = create(
+                        config,
+                        self.edits.bytes(),
+                        self.edits.persistent,
+                        Some(created_at),
+                    )
+                    .await?;
+                    return Ok(Some(cookie));
+                }
+                Reloaded::Retired { .. } => {
+                    event!(info, session = %crate::trace::Fingerprint(&self.base.id), "session moved to a new id concurrently; discarding changes");
+                    return Err(id_rotated());
                 }
             }
         }
@@ -285,6 +409,34 @@ impl Replace {
             ErrorKind::Conflict,
             "concurrent requests kept saving this session first",
         ))
+    }
+
+    /// The record a rotation leaves under the old id for the grace period:
+    /// the data as it was before, and for a renewal the new id, so that
+    /// writes still sent with the old id can follow. `None` without a grace
+    /// period: the old record is deleted.
+    fn retired(
+        &self,
+        config: &Config,
+        rotation: Rotation,
+        target: &Id,
+        now: SystemTime,
+        deadline: SystemTime,
+    ) -> Option<Record> {
+        if config.rotation_grace.is_zero() {
+            return None;
+        }
+        let successor = (rotation == Rotation::Renew).then_some(target);
+        let end = now
+            .checked_add(config.rotation_grace)
+            .map_or(deadline, |end| end.min(deadline));
+        Some(Record {
+            id: self.base.id,
+            version: self.base.version + 1,
+            data: retire(&self.edits.base, successor),
+            created_at: self.base.created_at,
+            expires_at: end,
+        })
     }
 
     /// The cookie for `id` once written, if the browser needs it again.
@@ -307,31 +459,63 @@ impl Replace {
     }
 
     /// Reloads the record and re-applies this request's changes to it.
+    /// A record a renewal left behind is followed to the renewed session,
+    /// without the browser ever hearing of its id.
     async fn reload(&mut self, config: &Config) -> Result<Reloaded, Error> {
-        let now = config.now();
-        let record = match config.store.load(&self.base.id).await? {
-            Some(record) if config.lifetime.is_alive(&record, now) => record,
-            _ => return Ok(Reloaded::Gone),
-        };
-        self.base = Base {
-            id: record.id,
-            version: record.version,
-            created_at: record.created_at,
-        };
-        let expires_at = record.expires_at;
-        self.edits.rebase(record.data)?;
-        if self.rotate || self.edits.changes_base() {
-            Ok(Reloaded::Changed)
-        } else {
-            Ok(Reloaded::Unchanged { expires_at })
+        for _ in 0..MAX_FORWARDS {
+            let now = config.now();
+            let record = match config.store.load(&self.base.id).await? {
+                Some(record) if config.lifetime.is_alive(&record, now) => record,
+                _ => return Ok(Reloaded::Gone),
+            };
+            match Header::of(&record.data)?.retired {
+                None => {}
+                Some(Retired::Renewed(successor)) => {
+                    self.base.id = successor;
+                    // The old holder never learns the new id; only a new
+                    // sign-in's own id goes back.
+                    self.cookie &= self.rotate.is_some();
+                    continue;
+                }
+                Some(Retired::Cycled) => {
+                    if self.rotate.is_some() {
+                        self.edits.rebase(record.data)?;
+                    }
+                    return Ok(Reloaded::Retired {
+                        created_at: record.created_at,
+                    });
+                }
+            }
+            self.base = Base {
+                id: record.id,
+                version: record.version,
+                created_at: record.created_at,
+            };
+            let expires_at = record.expires_at;
+            self.edits.rebase(record.data)?;
+            return Ok(if self.rotate.is_some() || self.edits.changes_base() {
+                Reloaded::Changed
+            } else {
+                Reloaded::Unchanged { expires_at }
+            });
         }
+        Ok(Reloaded::Gone)
     }
+}
+
+fn gone() -> Error {
+    Error::message(
+        ErrorKind::SessionGone,
+        "a concurrent request destroyed or rotated the session",
+    )
 }
 
 /// What a reload after a lost compare-and-set found.
 enum Reloaded {
     /// The session is gone: destroyed, rotated away or expired.
     Gone,
+    /// A sign-in moved the session to a new id this request must not learn.
+    Retired { created_at: SystemTime },
     /// The changes, re-applied, still change the record: write again.
     Changed,
     /// The record already holds what this request wanted.

@@ -109,7 +109,13 @@ mod tests {
         async fn delete(&self, _: &Id) -> Result<(), Error> {
             Ok(())
         }
-        async fn rotate(&self, _: &Id, _: u64, _: &Record) -> Result<Rotated, Error> {
+        async fn rotate(
+            &self,
+            _: &Id,
+            _: u64,
+            _: &Record,
+            _: Option<&Record>,
+        ) -> Result<Rotated, Error> {
             Ok(Rotated::Stale)
         }
     }

@@ -24,10 +24,89 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::error::{Error, ErrorKind};
+use crate::id::{ID_LEN, Id};
 
-/// The first byte of an encoded record: the format, and the cookie lifetime.
+/// The first byte of an encoded record: the format, the cookie lifetime, and
+/// whether the record is the one a rotation left under the old id.
 const BROWSER_SESSION: u8 = 0;
 const PERSISTENT: u8 = 1;
+/// The session moved to a new id; this record, left under the old one for
+/// the grace period, keeps the data as it was before the move.
+const RETIRED: u8 = 2;
+/// With [`RETIRED`], after a renewal at the same privilege: the new id
+/// follows the JSON object (16 bytes), so writes can be forwarded to it.
+const FORWARDS: u8 = 4;
+
+/// What the first byte of a record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    /// The cookie lifetime: `true` for persistent.
+    pub(crate) persistent: bool,
+    /// `Some` for a record a rotation left under the old id.
+    pub(crate) retired: Option<Retired>,
+}
+
+/// Why a record was left under an old id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retired {
+    /// `cycle_id`: privileges changed, nothing is forwarded.
+    Cycled,
+    /// `renew_id`: same privileges; writes are forwarded to the new id.
+    Renewed(Id),
+}
+
+impl Header {
+    /// Reads the header of `record`.
+    ///
+    /// # Errors
+    ///
+    /// Fails with [`ErrorKind::Deserialize`] on an unknown flag byte, or a
+    /// record too short for the id it says it carries.
+    pub(crate) fn of(record: &[u8]) -> Result<Self, Error> {
+        let corrupt = || Error::message(ErrorKind::Deserialize, "corrupt session record");
+        let flag = *record.first().ok_or_else(corrupt)?;
+        let retired = match flag & !PERSISTENT {
+            0 => None,
+            RETIRED => Some(Retired::Cycled),
+            FORWARDS_RETIRED => {
+                let at = record.len().checked_sub(ID_LEN).ok_or_else(corrupt)?;
+                let bytes = record.get(at..).and_then(|id| id.try_into().ok());
+                Some(Retired::Renewed(Id::from_bytes(bytes.ok_or_else(corrupt)?)))
+            }
+            _ => return Err(corrupt()),
+        };
+        Ok(Self {
+            persistent: flag & PERSISTENT != 0,
+            retired,
+        })
+    }
+
+    /// Returns where the JSON object of a record with this header ends.
+    fn json_end(&self, record: &[u8]) -> usize {
+        match self.retired {
+            Some(Retired::Renewed(_)) => record.len().saturating_sub(ID_LEN),
+            _ => record.len(),
+        }
+    }
+}
+
+const FORWARDS_RETIRED: u8 = RETIRED | FORWARDS;
+
+/// Returns the record a rotation leaves under the old id: `record` (a live
+/// record) marked retired, followed by the new id for a renewal.
+pub(crate) fn retire(record: &[u8], successor: Option<&Id>) -> Arc<[u8]> {
+    let flag = record.first().copied().unwrap_or(BROWSER_SESSION) & PERSISTENT;
+    let mut out = Vec::with_capacity(record.len() + ID_LEN);
+    out.push(match successor {
+        None => flag | RETIRED,
+        Some(_) => flag | FORWARDS_RETIRED,
+    });
+    out.extend_from_slice(record.get(1..).unwrap_or(b"{}"));
+    if let Some(id) = successor {
+        out.extend_from_slice(id.as_bytes());
+    }
+    out.into()
+}
 
 /// Room beyond the previous encoding's length that a new encoding starts
 /// with, so that a session that grows a little needs no reallocation.
@@ -80,17 +159,8 @@ impl Data {
     /// Fails with [`ErrorKind::Deserialize`] unless the record is a known
     /// flag byte followed by exactly one JSON object.
     pub(crate) fn decode(record: Arc<[u8]>) -> Result<(Self, bool), Error> {
-        let persistent = match record.first() {
-            Some(&BROWSER_SESSION) => false,
-            Some(&PERSISTENT) => true,
-            _ => {
-                return Err(Error::message(
-                    ErrorKind::Deserialize,
-                    "corrupt session record",
-                ));
-            }
-        };
-        let json = record.get(1..).unwrap_or_default();
+        let header = Header::of(&record)?;
+        let json = record.get(1..header.json_end(&record)).unwrap_or_default();
         let mut deserializer = serde_json::Deserializer::from_slice(json);
         // Offsets are taken within the whole record, flag byte included.
         let mut index = deserializer
@@ -113,7 +183,7 @@ impl Data {
             changed: BTreeMap::new(),
             cleared: false,
         };
-        Ok((data, persistent))
+        Ok((data, header.persistent))
     }
 
     /// Returns the record this data was loaded from (empty for a new

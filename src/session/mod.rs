@@ -16,8 +16,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use self::data::Data;
+pub(crate) use self::data::Header;
 use self::pending::Change;
-pub(crate) use self::pending::{Edits, Pending, Stored};
+pub(crate) use self::pending::{Edits, Pending, Retired, Rotation, Stored, retire};
 use crate::error::{Error, ErrorKind};
 use crate::id::Id;
 use crate::key::Verified;
@@ -56,7 +57,10 @@ struct State {
     data: Data,
     persistent: bool,
     changes: Vec<Change>,
-    rotate: bool,
+    rotate: Option<Rotation>,
+    /// The record was left under this id by a rotation: the session lives on
+    /// under a new id that this request must never learn.
+    retired: Option<Retired>,
     /// A record that `destroy` asked to delete.
     destroyed: Option<Id>,
     /// The request came with a verified session cookie.
@@ -82,7 +86,8 @@ impl Session {
             data: Data::default(),
             persistent,
             changes: Vec::new(),
-            rotate: false,
+            rotate: None,
+            retired: None,
             destroyed: None,
             presented,
             remove_cookie: false,
@@ -101,6 +106,7 @@ impl Session {
         now: std::time::SystemTime,
         default_persistent: bool,
     ) -> Result<Self, Error> {
+        let header = Header::of(&record.data)?;
         let (data, persistent) = Data::decode(record.data)?;
         Ok(Self::new(State {
             stored: Some(Stored {
@@ -114,7 +120,8 @@ impl Session {
             data,
             persistent,
             changes: Vec::new(),
-            rotate: false,
+            rotate: None,
+            retired: header.retired,
             destroyed: None,
             presented: Some(presented),
             remove_cookie: false,
@@ -134,7 +141,17 @@ impl Session {
         let state = &mut *state;
         let changes = std::mem::take(&mut state.changes);
         let edits = if save {
-            Some(Edits::new(changes, &state.data, state.persistent)?)
+            // A session loaded from a retired record is stored again, if at
+            // all, as a live record: always encoded.
+            let always = state.retired.is_some();
+            let stored = state.stored.is_some();
+            Some(Edits::new(
+                changes,
+                &state.data,
+                state.persistent,
+                always,
+                stored,
+            )?)
         } else {
             None
         };
@@ -143,7 +160,8 @@ impl Session {
             delete: state.destroyed.take(),
             remove_cookie: std::mem::take(&mut state.remove_cookie),
             reissue: state.presented == Some(Verified::Fallback),
-            rotate: std::mem::take(&mut state.rotate),
+            rotate: state.rotate.take(),
+            retired: state.retired,
             edits,
         })
     }
@@ -259,10 +277,37 @@ impl Session {
     /// Call it whenever privileges change, above all at login, so an id an
     /// attacker planted before login is worthless after it. The absolute
     /// timeout still runs from the session's creation.
+    ///
+    /// A request that is still in flight with the old id (another tab, a
+    /// background fetch) is not treated as a stranger during the layer's
+    /// rotation grace period
+    /// ([`SessionLayerBuilder::rotation_grace`](crate::SessionLayerBuilder::rotation_grace)):
+    /// it reads the data as it was before the rotation, gets no cookie, and
+    /// its changes are refused with
+    /// [`ErrorKind::IdRotated`](crate::ErrorKind::IdRotated), so the app can
+    /// ask the user to try again. It never sees the new id or what this
+    /// request added, so an id planted before sign-in stays worthless.
     pub fn cycle_id(&self) {
         let mut state = self.lock();
         if state.stored.is_some() {
-            state.rotate = true;
+            state.rotate = Some(Rotation::Cycle);
+        }
+    }
+
+    /// Gives the session a new id when the response is sent, at the same
+    /// privilege: the periodic renewal that limits how long a stolen id is
+    /// worth anything.
+    ///
+    /// Like [`cycle_id`](Self::cycle_id), the old id stops working after the
+    /// grace period, and a request still in flight with it gets no cookie
+    /// and never learns the new id. Unlike `cycle_id`, that request's changes
+    /// are not refused: they are applied to the renewed session, since the
+    /// holder of the old id had the same rights. Use `cycle_id` whenever
+    /// privileges change.
+    pub fn renew_id(&self) {
+        let mut state = self.lock();
+        if state.stored.is_some() && state.rotate.is_none() {
+            state.rotate = Some(Rotation::Renew);
         }
     }
 
@@ -280,7 +325,7 @@ impl Session {
         state.remove_cookie = state.destroyed.is_some() || state.presented.is_some();
         state.data = Data::default();
         state.changes.clear();
-        state.rotate = false;
+        state.rotate = None;
         state.persistent = state.default_persistent;
     }
 

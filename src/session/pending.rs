@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use super::data::Data;
+pub(crate) use super::data::{Retired, retire};
 use crate::error::Error;
 use crate::id::Id;
 
@@ -50,41 +51,68 @@ pub(crate) struct Pending {
     pub(crate) remove_cookie: bool,
     /// The cookie verified under a fallback key: sign it again.
     pub(crate) reissue: bool,
-    /// `cycle_id` was called.
-    pub(crate) rotate: bool,
+    /// `cycle_id` or `renew_id` was called.
+    pub(crate) rotate: Option<Rotation>,
+    /// The session was loaded from the record a rotation left under the id
+    /// the request presented.
+    pub(crate) retired: Option<Retired>,
     /// What the request did to the data; `None` when the response's status
     /// saves nothing.
     pub(crate) edits: Option<Edits>,
+}
+
+/// How a session moves to a new id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rotation {
+    /// `cycle_id`: privileges change (sign-in); nothing the old id sends
+    /// afterwards is written.
+    Cycle,
+    /// `renew_id`: same privileges; writes sent with the old id during the
+    /// grace period are forwarded to the new one.
+    Renew,
 }
 
 /// The data as a request leaves it, and the changes that led there.
 pub(crate) struct Edits {
     /// The changes in the order they were made.
     log: Vec<Change>,
+    /// The request made changes (the log was not empty).
+    pub(crate) changed: bool,
     /// The data, encoded; `None` if nothing changed.
     pub(crate) encoded: Option<Arc<[u8]>>,
     /// The record the changes were applied to.
     pub(crate) base: Arc<[u8]>,
     /// The cookie lifetime after the changes.
     pub(crate) persistent: bool,
-    /// The session holds no values.
+    /// A new session holds no values (always `false` for a stored one,
+    /// whose emptiness nothing depends on).
     pub(crate) empty: bool,
 }
 
 impl Edits {
-    /// Encodes `data` after `log`; fails only if a value cannot be encoded.
-    pub(crate) fn new(log: Vec<Change>, data: &Data, persistent: bool) -> Result<Self, Error> {
-        let encoded = if log.is_empty() {
-            None
-        } else {
+    /// Encodes `data` after `log`, if anything changed or `always`; fails
+    /// only if a value cannot be encoded.
+    pub(crate) fn new(
+        log: Vec<Change>,
+        data: &Data,
+        persistent: bool,
+        always: bool,
+        stored: bool,
+    ) -> Result<Self, Error> {
+        let changed = !log.is_empty();
+        let encoded = if changed || always {
             Some(data.encode(persistent)?)
+        } else {
+            None
         };
         Ok(Self {
+            changed,
             log,
             encoded,
             base: Arc::clone(data.record()),
             persistent,
-            empty: data.is_empty(),
+            // Counting the values walks them all: only a new session needs it.
+            empty: !stored && data.is_empty(),
         })
     }
 
@@ -101,7 +129,6 @@ impl Edits {
         self.encoded = Some(data.encode(persistent)?);
         self.base = Arc::clone(data.record());
         self.persistent = persistent;
-        self.empty = data.is_empty();
         Ok(())
     }
 
@@ -175,7 +202,7 @@ mod tests {
     fn a_rebase_that_changes_nothing_is_seen() {
         let insert = || vec![Change::Insert("k".into(), Value::from(1))];
         let data = Data::default();
-        let mut edits = Edits::new(insert(), &data, false).expect("encodes");
+        let mut edits = Edits::new(insert(), &data, false, false, false).expect("encodes");
         assert!(edits.changes_base());
         // The newer record already holds the value.
         edits

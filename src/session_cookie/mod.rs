@@ -180,26 +180,66 @@ fn is_attribute_byte(byte: u8) -> bool {
     (byte.is_ascii_graphic() || byte == b' ') && byte != b';'
 }
 
+/// Which caching headers the layer adds beyond the cookie's own.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeaderPolicy {
+    /// `Cache-Control: no-store` on every response that read a stored
+    /// session.
+    pub(crate) no_store: bool,
+    /// `Clear-Site-Data: "cache"` when `destroy` ends a stored session.
+    pub(crate) clear_site_data: bool,
+}
+
+impl Default for HeaderPolicy {
+    fn default() -> Self {
+        Self {
+            no_store: true,
+            clear_site_data: true,
+        }
+    }
+}
+
+/// The session headers of a response whose session was read.
+#[derive(Debug, Default)]
+pub(crate) struct SessionHeaders {
+    /// The cookie to set or remove.
+    pub(crate) cookie: Option<CookieAction>,
+    /// The response read a stored session.
+    pub(crate) private: bool,
+    /// `destroy` ended a stored session.
+    pub(crate) ended: bool,
+}
+
 /// Adds the session headers to a response whose session was read: `Vary:
-/// Cookie` always, and with a cookie to set, that `Set-Cookie` (the only one
-/// for the session name) and `Cache-Control: no-store`.
+/// Cookie` always; with a cookie to set, that `Set-Cookie` (the only one for
+/// the session name) and `Cache-Control: no-store`; and what `policy` asks
+/// for a response that read a stored session or ended one.
 pub(crate) fn write_headers(
     headers: &mut HeaderMap,
     config: &CookieConfig,
-    cookie: Option<&CookieAction>,
+    policy: HeaderPolicy,
+    session: &SessionHeaders,
 ) {
     add_vary_cookie(headers);
-    let Some(cookie) = cookie else {
-        return;
-    };
+    if policy.clear_site_data && session.ended {
+        headers.insert(CLEAR_SITE_DATA, HeaderValue::from_static("\"cache\""));
+    }
     // `validate` rendered both shapes of cookie when the layer was built.
-    let Some(value) = config.render(cookie) else {
+    let value = session
+        .cookie
+        .as_ref()
+        .and_then(|cookie| config.render(cookie));
+    if let Some(value) = value {
+        remove_session_cookies(headers, &config.name);
+        headers.append(SET_COOKIE, value);
+    } else if !(policy.no_store && session.private) {
         return;
-    };
-    remove_session_cookies(headers, &config.name);
-    headers.append(SET_COOKIE, value);
+    }
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
+
+/// The `Clear-Site-Data` header, which `http` has no constant for.
+const CLEAR_SITE_DATA: http::HeaderName = http::HeaderName::from_static("clear-site-data");
 
 /// Prepares the headers of a response that replaces the handler's after a
 /// failed save: no `Set-Cookie` for the session name, and `Vary: Cookie`.

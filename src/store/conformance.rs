@@ -56,7 +56,7 @@
 //!
 #![doc = crate::__store_conformance_checks!({ crate::__store_conformance_doc_table } {})]
 //!
-//! The two expiry checks sleep for 1.5 seconds each.
+//! The three expiry checks sleep for 1.5 seconds each.
 #![allow(clippy::panic, clippy::unwrap_used)]
 
 use std::time::{Duration, SystemTime};
@@ -123,14 +123,19 @@ macro_rules! __store_conformance_checks {
             update_missing_record: "update never creates a record: a session that is gone stays gone",
             delete_then_load: "delete removes the record; deleting a missing id is not an error",
             update_after_delete: "a request that started before logout cannot bring the session back",
-            rotate_moves_record: "rotation stores the record under the new id and removes the old one",
-            rotate_stale_version: "rotation from a stale version is `Stale` and writes nothing",
-            rotate_to_existing_id: "rotation never overwrites another record: `IdTaken`, both intact",
-            rotate_deleted_record: "rotation of a logged-out session is `Stale` and creates nothing",
+            rotate_moves_record: "rotation without a retired record stores the record under the new id and removes the old one",
+            rotate_stale_version: "rotation from a stale version is `Stale` and writes nothing, with or without a retired record",
+            rotate_to_existing_id: "rotation never overwrites another record: `IdTaken`, both intact, with or without a retired record",
+            rotate_deleted_record: "rotation of a logged-out session is `Stale` and creates nothing, with or without a retired record",
+            rotate_leaves_the_retired_record: "rotation with a retired record leaves exactly that record under the old id",
+            the_old_version_is_stale_after_rotate: "after a rotation the old version is stale; the retired record is updated and deleted like any other",
+            rotate_with_retired_is_stale_when_the_old_record_moved: "a write to the old record first makes a rotation with a retired record `Stale`, and the write is kept",
+            concurrent_rotations_one_winner: "of many concurrent rotations of one record, exactly one wins",
             concurrent_updates_one_winner: "of many concurrent writes from one version, exactly one wins",
             sequential_updates_count: "a read-then-write loop counts every write",
             concurrent_increments_lose_nothing: "interleaved reload-and-retry writers lose no increment",
             expired_record_not_loaded: "a record is not loaded after its `expires_at`",
+            a_retired_record_expires_by_itself: "a retired record is not loaded after its own `expires_at`, and its id is free again",
             update_extends_deadline: "an update that moves `expires_at` keeps the record past its old deadline",
             data_kept_exactly: "data bytes round-trip exactly: binary, empty and 64 KiB",
         }
@@ -154,7 +159,7 @@ macro_rules! run_all {
     ($($check:ident: $promise:literal,)*) => {
         /// Runs every check, in the order of the table in the module docs.
         ///
-        /// Takes about three seconds, most of it in the two expiry checks.
+        /// Takes about five seconds, most of it in the three expiry checks.
         ///
         /// # Panics
         ///
@@ -343,8 +348,9 @@ pub async fn update_after_delete(store: &dyn SessionStore) {
     );
 }
 
-/// Checks that a rotation returns [`Rotated::Rotated`], stores the record
-/// under the new id and removes the old id.
+/// Checks that a rotation without a retired record returns
+/// [`Rotated::Rotated`], stores the record under the new id and removes the
+/// old id.
 ///
 /// # Panics
 ///
@@ -358,7 +364,7 @@ pub async fn rotate_moves_record(store: &dyn SessionStore) {
         ..next(&old, b"moved".to_vec())
     };
     assert_eq!(
-        rotate(store, &old.id, old.version, &moved, CHECK).await,
+        rotate(store, &old.id, old.version, &moved, None, CHECK).await,
         Rotated::Rotated,
         "{CHECK}: a rotation from the stored version must succeed"
     );
@@ -371,108 +377,330 @@ pub async fn rotate_moves_record(store: &dyn SessionStore) {
     );
     assert!(
         load(store, &old.id, CHECK).await.is_none(),
-        "{CHECK}: the old id still loads after a rotation"
+        "{CHECK}: the old id still loads after a rotation without a retired record"
     );
 }
 
-/// Checks that a rotation from a stale version returns [`Rotated::Stale`]:
-/// the old record is intact and the new id absent.
+/// Checks that a rotation from a stale version returns [`Rotated::Stale`],
+/// with or without a retired record: the old record is intact and the new id
+/// absent.
 ///
 /// # Panics
 ///
 /// Panics if the store breaks the promise or fails.
 pub async fn rotate_stale_version(store: &dyn SessionStore) {
     const CHECK: &str = "rotate_stale_version";
-    let old = record(CHECK, b"stays".to_vec());
-    create(store, &old, CHECK).await;
-    let moved = Record {
-        id: new_id(CHECK),
-        ..next(&old, b"moved".to_vec())
-    };
-    assert_eq!(
-        rotate(store, &old.id, old.version + 1, &moved, CHECK).await,
-        Rotated::Stale,
-        "{CHECK}: a rotation from a stale version must be stale"
-    );
-    let loaded = load(store, &old.id, CHECK).await;
-    assert_loaded(
-        loaded.as_ref(),
-        &old,
-        CHECK,
-        "the old record after a stale rotation",
-    );
-    assert!(
-        load(store, &moved.id, CHECK).await.is_none(),
-        "{CHECK}: a stale rotation created the new id"
-    );
+    for retiring in [false, true] {
+        let old = record(CHECK, b"stays".to_vec());
+        create(store, &old, CHECK).await;
+        let moved = Record {
+            id: new_id(CHECK),
+            ..next(&old, b"moved".to_vec())
+        };
+        let retired = retiring.then(|| retired(&old, b"retired".to_vec()));
+        assert_eq!(
+            rotate(
+                store,
+                &old.id,
+                old.version + 1,
+                &moved,
+                retired.as_ref(),
+                CHECK
+            )
+            .await,
+            Rotated::Stale,
+            "{CHECK}: a rotation from a stale version must be stale (retired record: {retiring})"
+        );
+        let loaded = load(store, &old.id, CHECK).await;
+        assert_loaded(
+            loaded.as_ref(),
+            &old,
+            CHECK,
+            "the old record after a stale rotation",
+        );
+        assert!(
+            load(store, &moved.id, CHECK).await.is_none(),
+            "{CHECK}: a stale rotation created the new id (retired record: {retiring})"
+        );
+    }
 }
 
-/// Checks that a rotation onto a taken id returns [`Rotated::IdTaken`] and
-/// leaves both records intact.
+/// Checks that a rotation onto a taken id returns [`Rotated::IdTaken`], with
+/// or without a retired record, and leaves both records intact.
 ///
 /// # Panics
 ///
 /// Panics if the store breaks the promise or fails.
 pub async fn rotate_to_existing_id(store: &dyn SessionStore) {
     const CHECK: &str = "rotate_to_existing_id";
-    let old = record(CHECK, b"old".to_vec());
-    let other = record(CHECK, b"other".to_vec());
-    create(store, &old, CHECK).await;
-    create(store, &other, CHECK).await;
-    let moved = Record {
-        id: other.id,
-        ..next(&old, b"moved".to_vec())
-    };
-    assert_eq!(
-        rotate(store, &old.id, old.version, &moved, CHECK).await,
-        Rotated::IdTaken,
-        "{CHECK}: a rotation onto a taken id must be refused"
-    );
-    let loaded = load(store, &old.id, CHECK).await;
-    assert_loaded(
-        loaded.as_ref(),
-        &old,
-        CHECK,
-        "the old record after a refused rotation",
-    );
-    let loaded = load(store, &other.id, CHECK).await;
-    assert_loaded(
-        loaded.as_ref(),
-        &other,
-        CHECK,
-        "the other record after a refused rotation",
-    );
+    for retiring in [false, true] {
+        let old = record(CHECK, b"old".to_vec());
+        let other = record(CHECK, b"other".to_vec());
+        create(store, &old, CHECK).await;
+        create(store, &other, CHECK).await;
+        let moved = Record {
+            id: other.id,
+            ..next(&old, b"moved".to_vec())
+        };
+        let retired = retiring.then(|| retired(&old, b"retired".to_vec()));
+        assert_eq!(
+            rotate(store, &old.id, old.version, &moved, retired.as_ref(), CHECK).await,
+            Rotated::IdTaken,
+            "{CHECK}: a rotation onto a taken id must be refused (retired record: {retiring})"
+        );
+        let loaded = load(store, &old.id, CHECK).await;
+        assert_loaded(
+            loaded.as_ref(),
+            &old,
+            CHECK,
+            "the old record after a refused rotation",
+        );
+        let loaded = load(store, &other.id, CHECK).await;
+        assert_loaded(
+            loaded.as_ref(),
+            &other,
+            CHECK,
+            "the other record after a refused rotation",
+        );
+    }
 }
 
-/// Checks that a rotation of a deleted record returns [`Rotated::Stale`] and
-/// does not create the new id: a logged-out session cannot come back under
-/// a new id.
+/// Checks that a rotation of a deleted record returns [`Rotated::Stale`],
+/// with or without a retired record, and creates nothing: a logged-out
+/// session cannot come back under a new id, nor as a retired record under
+/// its old one.
 ///
 /// # Panics
 ///
 /// Panics if the store breaks the promise or fails.
 pub async fn rotate_deleted_record(store: &dyn SessionStore) {
     const CHECK: &str = "rotate_deleted_record";
-    let old = record(CHECK, b"logged out".to_vec());
+    for retiring in [false, true] {
+        let old = record(CHECK, b"logged out".to_vec());
+        create(store, &old, CHECK).await;
+        delete(store, &old.id, CHECK).await;
+        let moved = Record {
+            id: new_id(CHECK),
+            ..next(&old, b"moved".to_vec())
+        };
+        let retired = retiring.then(|| retired(&old, b"retired".to_vec()));
+        assert_eq!(
+            rotate(store, &old.id, old.version, &moved, retired.as_ref(), CHECK).await,
+            Rotated::Stale,
+            "{CHECK}: a rotation of a deleted record must be stale (retired record: {retiring})"
+        );
+        assert!(
+            load(store, &moved.id, CHECK).await.is_none(),
+            "{CHECK}: a rotation of a deleted record created the new id (retired record: {retiring})"
+        );
+        assert!(
+            load(store, &old.id, CHECK).await.is_none(),
+            "{CHECK}: a rotation brought the deleted record back (retired record: {retiring})"
+        );
+    }
+}
+
+/// Checks that a rotation with a retired record returns
+/// [`Rotated::Rotated`], stores the record under the new id, and leaves
+/// exactly the retired record (version, data and times) under the old id.
+///
+/// # Panics
+///
+/// Panics if the store breaks the promise or fails.
+pub async fn rotate_leaves_the_retired_record(store: &dyn SessionStore) {
+    const CHECK: &str = "rotate_leaves_the_retired_record";
+    let old = record(CHECK, b"signing in".to_vec());
     create(store, &old, CHECK).await;
+    let moved = Record {
+        id: new_id(CHECK),
+        ..next(&old, b"signed in".to_vec())
+    };
+    // Times unlike the old record's, so a store that keeps those is caught.
+    let retired = Record {
+        created_at: old.created_at + Duration::from_millis(7),
+        expires_at: now() + Duration::from_secs(60),
+        ..retired(&old, b"\0retired: moved on".to_vec())
+    };
+    assert_eq!(
+        rotate(store, &old.id, old.version, &moved, Some(&retired), CHECK).await,
+        Rotated::Rotated,
+        "{CHECK}: a rotation from the stored version must succeed"
+    );
+    let loaded = load(store, &moved.id, CHECK).await;
+    assert_loaded(
+        loaded.as_ref(),
+        &moved,
+        CHECK,
+        "the record under its new id",
+    );
+    let loaded = load(store, &old.id, CHECK).await;
+    assert_loaded(
+        loaded.as_ref(),
+        &retired,
+        CHECK,
+        "the retired record under the old id",
+    );
+}
+
+/// Checks that after a rotation with a retired record, an update of the old
+/// id from the old version is [`Updated::Stale`], while an update from the
+/// retired record's version succeeds and a delete removes it: a retired
+/// record is an ordinary record.
+///
+/// # Panics
+///
+/// Panics if the store breaks the promise or fails.
+pub async fn the_old_version_is_stale_after_rotate(store: &dyn SessionStore) {
+    const CHECK: &str = "the_old_version_is_stale_after_rotate";
+    let old = record(CHECK, b"before".to_vec());
+    create(store, &old, CHECK).await;
+    let moved = Record {
+        id: new_id(CHECK),
+        ..next(&old, b"after".to_vec())
+    };
+    let retired = retired(&old, b"retired".to_vec());
+    assert_eq!(
+        rotate(store, &old.id, old.version, &moved, Some(&retired), CHECK).await,
+        Rotated::Rotated
+    );
+    // A request that loaded the old record before the rotation writes back.
+    let late = next(&old, b"late write".to_vec());
+    assert_eq!(
+        update(store, &late, old.version, CHECK).await,
+        Updated::Stale,
+        "{CHECK}: an update of the old id from the version before the rotation must be stale"
+    );
+    let loaded = load(store, &old.id, CHECK).await;
+    assert_loaded(
+        loaded.as_ref(),
+        &retired,
+        CHECK,
+        "the retired record after a stale update",
+    );
+    let rewritten = next(&retired, b"retired, rewritten".to_vec());
+    assert_eq!(
+        update(store, &rewritten, retired.version, CHECK).await,
+        Updated::Updated,
+        "{CHECK}: an update of the retired record from its own version must succeed"
+    );
+    let loaded = load(store, &old.id, CHECK).await;
+    assert_loaded(
+        loaded.as_ref(),
+        &rewritten,
+        CHECK,
+        "the retired record after an update",
+    );
     delete(store, &old.id, CHECK).await;
+    assert!(
+        load(store, &old.id, CHECK).await.is_none(),
+        "{CHECK}: a deleted retired record still loads"
+    );
+    let loaded = load(store, &moved.id, CHECK).await;
+    assert_loaded(
+        loaded.as_ref(),
+        &moved,
+        CHECK,
+        "the new record after the retired one was written and deleted",
+    );
+}
+
+/// Checks that a rotation with a retired record, from a version that a
+/// concurrent update has replaced, returns [`Rotated::Stale`]: nothing is
+/// stored under the new id and the old record is as the update left it.
+///
+/// # Panics
+///
+/// Panics if the store breaks the promise or fails.
+pub async fn rotate_with_retired_is_stale_when_the_old_record_moved(store: &dyn SessionStore) {
+    const CHECK: &str = "rotate_with_retired_is_stale_when_the_old_record_moved";
+    let old = record(CHECK, b"read".to_vec());
+    create(store, &old, CHECK).await;
+    // Another request's write lands first.
+    let written = next(&old, b"written meanwhile".to_vec());
+    assert_eq!(
+        update(store, &written, old.version, CHECK).await,
+        Updated::Updated
+    );
     let moved = Record {
         id: new_id(CHECK),
         ..next(&old, b"moved".to_vec())
     };
+    let retired = retired(&old, b"retired".to_vec());
     assert_eq!(
-        rotate(store, &old.id, old.version, &moved, CHECK).await,
+        rotate(store, &old.id, old.version, &moved, Some(&retired), CHECK).await,
         Rotated::Stale,
-        "{CHECK}: a rotation of a deleted record must be stale"
+        "{CHECK}: a rotation from a version written over must be stale"
     );
     assert!(
         load(store, &moved.id, CHECK).await.is_none(),
-        "{CHECK}: a rotation of a deleted record created the new id"
+        "{CHECK}: a stale rotation left a record under the new id"
     );
-    assert!(
-        load(store, &old.id, CHECK).await.is_none(),
-        "{CHECK}: a rotation brought the deleted record back"
+    let loaded = load(store, &old.id, CHECK).await;
+    assert_loaded(
+        loaded.as_ref(),
+        &written,
+        CHECK,
+        "the old record after a stale rotation",
     );
+}
+
+/// Checks that of 16 concurrent rotations of one record, each with a
+/// retired record and a new id of its own, exactly one succeeds: its new
+/// record and its retired record load, and no other new id does.
+///
+/// # Panics
+///
+/// Panics if the store breaks the promise or fails.
+pub async fn concurrent_rotations_one_winner(store: &dyn SessionStore) {
+    const CHECK: &str = "concurrent_rotations_one_winner";
+    let old = record(CHECK, b"start".to_vec());
+    create(store, &old, CHECK).await;
+    let rotations: Vec<(Record, Record)> = (0..16)
+        .map(|n| {
+            let moved = Record {
+                id: new_id(CHECK),
+                ..next(&old, format!("rotation {n}").into_bytes())
+            };
+            (moved, retired(&old, format!("retired by {n}").into_bytes()))
+        })
+        .collect();
+    let outcomes = join_all(
+        rotations
+            .iter()
+            .map(|(moved, retired)| store.rotate(&old.id, old.version, moved, Some(retired))),
+    )
+    .await;
+    let mut winners = Vec::new();
+    for ((moved, retired), outcome) in rotations.iter().zip(outcomes) {
+        match ok(outcome, CHECK, "rotate") {
+            Rotated::Rotated => winners.push((moved, retired)),
+            Rotated::Stale => {}
+            Rotated::IdTaken => panic!("{CHECK}: a rotation to a fresh id found it taken"),
+        }
+    }
+    let [(moved, retired)] = winners.as_slice() else {
+        panic!(
+            "{CHECK}: {} of 16 concurrent rotations from one version succeeded, expected exactly 1",
+            winners.len()
+        );
+    };
+    let loaded = load(store, &old.id, CHECK).await;
+    assert_loaded(
+        loaded.as_ref(),
+        retired,
+        CHECK,
+        "the winner's retired record",
+    );
+    let loaded = load(store, &moved.id, CHECK).await;
+    assert_loaded(loaded.as_ref(), moved, CHECK, "the winner's new record");
+    for (other, _) in &rotations {
+        if other.id != moved.id {
+            assert!(
+                load(store, &other.id, CHECK).await.is_none(),
+                "{CHECK}: a losing rotation left a record under its new id"
+            );
+        }
+    }
 }
 
 /// Checks that of 32 concurrent updates expecting the same version, exactly
@@ -621,6 +849,70 @@ pub async fn expired_record_not_loaded(store: &dyn SessionStore) {
     );
 }
 
+/// Checks that a retired record left by a rotation loads before its own
+/// `expires_at` and not after it (the new record stays), and that its id is
+/// then free for a new record, as for any expired record.
+///
+/// The retired record expires one second after the rotation; the check
+/// sleeps for 1.5 seconds.
+///
+/// # Panics
+///
+/// Panics if the store breaks the promise or fails.
+pub async fn a_retired_record_expires_by_itself(store: &dyn SessionStore) {
+    const CHECK: &str = "a_retired_record_expires_by_itself";
+    let old = record(CHECK, b"long-lived".to_vec());
+    create(store, &old, CHECK).await;
+    let moved = Record {
+        id: new_id(CHECK),
+        ..next(&old, b"moved".to_vec())
+    };
+    let retired = Record {
+        expires_at: now() + Duration::from_secs(1),
+        ..retired(&old, b"short-lived".to_vec())
+    };
+    assert_eq!(
+        rotate(store, &old.id, old.version, &moved, Some(&retired), CHECK).await,
+        Rotated::Rotated
+    );
+    let loaded = load(store, &old.id, CHECK).await;
+    assert_loaded(
+        loaded.as_ref(),
+        &retired,
+        CHECK,
+        "a retired record before its deadline",
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        load(store, &old.id, CHECK).await.is_none(),
+        "{CHECK}: a retired record loaded after its expires_at"
+    );
+    let loaded = load(store, &moved.id, CHECK).await;
+    assert_loaded(
+        loaded.as_ref(),
+        &moved,
+        CHECK,
+        "the new record after the retired one expired",
+    );
+    let reused = record(CHECK, b"a new session".to_vec());
+    let reused = Record {
+        id: old.id,
+        ..reused
+    };
+    assert_eq!(
+        ok(store.create(&reused).await, CHECK, "create"),
+        Created::Created,
+        "{CHECK}: an expired retired record still holds its id"
+    );
+    let loaded = load(store, &old.id, CHECK).await;
+    assert_loaded(
+        loaded.as_ref(),
+        &reused,
+        CHECK,
+        "a new record in the expired retired record's place",
+    );
+}
+
 /// Checks that an update moving `expires_at` later keeps the record past its
 /// original deadline.
 ///
@@ -711,6 +1003,15 @@ fn record(check: &str, data: Vec<u8>) -> Record {
     }
 }
 
+/// Returns the record a rotation of `old` leaves under its id: the next
+/// version, with new data and a deadline in a minute.
+fn retired(old: &Record, data: Vec<u8>) -> Record {
+    Record {
+        expires_at: now() + Duration::from_secs(60),
+        ..next(old, data)
+    }
+}
+
 /// Returns the next version of `record` with new data and a later deadline,
 /// as the layer writes it.
 fn next(record: &Record, data: Vec<u8>) -> Record {
@@ -765,9 +1066,14 @@ async fn rotate(
     old: &Id,
     expected: u64,
     record: &Record,
+    retired: Option<&Record>,
     check: &str,
 ) -> Rotated {
-    ok(store.rotate(old, expected, record).await, check, "rotate")
+    ok(
+        store.rotate(old, expected, record, retired).await,
+        check,
+        "rotate",
+    )
 }
 
 /// Asserts that `loaded` is `expected`, with times compared to within 1 ms.

@@ -53,7 +53,15 @@ const MIN_SHRINK_CAPACITY: usize = 1024;
 ///   [`with_capacity`](Self::with_capacity)). When it is full, a new session
 ///   first makes room by removing expired records; if none have expired,
 ///   [`create`](SessionStore::create) fails with [`ErrorKind::Capacity`]. A
-///   live session is never evicted to make room.
+///   live session is never evicted to make room. A
+///   [`rotate`](SessionStore::rotate) that leaves a retired record under the
+///   old id adds a record (the old id keeps its slot and the new id takes
+///   one), so it counts against the capacity like a new session: a full
+///   store first makes room from expired records, and if none have expired
+///   the rotation fails with [`ErrorKind::Capacity`] and writes nothing.
+///   The retired record is short-lived, but letting it past the bound would
+///   let a burst of sign-ins grow the store past it. A rotation without a
+///   retired record moves the record and never needs room.
 /// - **Expiry.** [`load`](SessionStore::load) never returns a record past its
 ///   `expires_at`. Expired records are removed a few at a time as sessions are
 ///   written, without scanning the store.
@@ -61,7 +69,10 @@ const MIN_SHRINK_CAPACITY: usize = 1024;
 ///   milliseconds since the Unix epoch, rounded down; times before the epoch
 ///   read back as the epoch.
 /// - **Concurrency.** Records are spread over 64 independently locked shards.
-///   [`rotate`](SessionStore::rotate) is atomic.
+///   [`rotate`](SessionStore::rotate) is atomic: it checks the old record,
+///   stores the new one and replaces the old one with the retired record
+///   (or removes it) under the locks of both ids' shards. A retired record
+///   is scheduled for expiry like any other.
 ///
 /// The shards are keyed by the id's own bytes, which is sound because the
 /// layer generates every id from the OS CSPRNG and verifies a cookie's
@@ -356,33 +367,98 @@ impl Inner {
         drop(old);
     }
 
-    fn rotate(&self, old_key: Key, expected: u64, new_key: Key, new: Slot, now: u64) -> Rotated {
+    /// Moves the record under `old_key` to `new_key`, leaving `retired` (or
+    /// nothing) under `old_key`.
+    ///
+    /// With a retired record the store holds one more record than before,
+    /// so a full store first makes room from expired records, as `create`
+    /// does, and then refuses the rotation with [`ErrorKind::Capacity`].
+    fn rotate(
+        &self,
+        old_key: Key,
+        expected: u64,
+        new_key: Key,
+        mut new: Slot,
+        mut retired: Option<Slot>,
+        now: u64,
+    ) -> Result<Rotated, Error> {
+        let mut purged_all = false;
+        loop {
+            match self.rotate_locked(old_key, expected, new_key, new, retired, now) {
+                Ok((outcome, garbage)) => {
+                    // Free replaced records after unlocking.
+                    drop(garbage);
+                    return Ok(outcome);
+                }
+                Err(Full(taken_new, taken_retired)) => {
+                    (new, retired) = (taken_new, Some(taken_retired));
+                }
+            }
+            // As in `create`: every shard is purged with no lock held.
+            if purged_all {
+                return Err(Error::message(
+                    ErrorKind::Capacity,
+                    "every record in the memory store is live",
+                ));
+            }
+            self.purge_all(now);
+            purged_all = true;
+        }
+    }
+
+    /// Locks the shards of both ids and runs [`Pair::rotate`].
+    fn rotate_locked(
+        &self,
+        old_key: Key,
+        expected: u64,
+        new_key: Key,
+        new: Slot,
+        retired: Option<Slot>,
+        now: u64,
+    ) -> Result<(Rotated, [Option<Slot>; 2]), Full> {
         let (old_index, new_index) = (old_key.shard_index(), new_key.shard_index());
+        let rotation = Rotation {
+            old_key,
+            expected,
+            new_key,
+            new,
+            retired,
+            now,
+        };
         // Two shards are locked in index order, so two rotations can never
         // each hold the lock the other one waits for.
-        let (outcome, garbage) = match old_index.cmp(&new_index) {
+        match old_index.cmp(&new_index) {
             std::cmp::Ordering::Equal => {
                 let mut shard = lock(self.shard(&old_key));
-                Pair::One(&mut shard).rotate(old_key, expected, new_key, new, now, &self.len)
+                Pair::One(&mut shard).rotate(rotation, self)
             }
             std::cmp::Ordering::Less => {
                 let mut old_shard = lock(self.shard(&old_key));
                 let mut new_shard = lock(self.shard(&new_key));
-                Pair::Two(&mut old_shard, &mut new_shard)
-                    .rotate(old_key, expected, new_key, new, now, &self.len)
+                Pair::Two(&mut old_shard, &mut new_shard).rotate(rotation, self)
             }
             std::cmp::Ordering::Greater => {
                 let mut new_shard = lock(self.shard(&new_key));
                 let mut old_shard = lock(self.shard(&old_key));
-                Pair::Two(&mut old_shard, &mut new_shard)
-                    .rotate(old_key, expected, new_key, new, now, &self.len)
+                Pair::Two(&mut old_shard, &mut new_shard).rotate(rotation, self)
             }
-        };
-        // Free replaced records after unlocking.
-        drop(garbage);
-        outcome
+        }
     }
 }
+
+/// The arguments of one rotation.
+struct Rotation {
+    old_key: Key,
+    expected: u64,
+    new_key: Key,
+    new: Slot,
+    retired: Option<Slot>,
+    now: u64,
+}
+
+/// A rotation with a retired record that found the store full; it hands its
+/// records back for another attempt.
+struct Full(Slot, Slot);
 
 /// The locked shards of a rotation: the old id's and the new id's, which may
 /// be one and the same.
@@ -404,45 +480,82 @@ impl Pair<'_> {
         }
     }
 
-    /// Checks, then moves the record; returns the outcome and the records
-    /// it displaced, for the caller to free after unlocking.
+    /// Checks, then moves the record and leaves the retired one (if any) in
+    /// its place; returns the outcome and the records it displaced, for the
+    /// caller to free after unlocking, or [`Full`] if the store has no slot
+    /// for the extra record.
     fn rotate(
         mut self,
-        old_key: Key,
-        expected: u64,
-        new_key: Key,
-        new: Slot,
-        now: u64,
-        len: &AtomicUsize,
-    ) -> (Rotated, [Option<Slot>; 2]) {
+        rotation: Rotation,
+        inner: &Inner,
+    ) -> Result<(Rotated, [Option<Slot>; 2]), Full> {
+        let Rotation {
+            old_key,
+            expected,
+            new_key,
+            new,
+            retired,
+            now,
+        } = rotation;
+        let len = &inner.len;
         match self.source().map.get(&old_key) {
             Some(slot) if slot.expires_ms > now && slot.version == expected => {}
-            _ => return (Rotated::Stale, [None, None]),
+            _ => return Ok((Rotated::Stale, [None, None])),
         }
         // Also covers `new_key == old_key`: the old record is live.
-        if self
-            .target()
-            .map
-            .get(&new_key)
-            .is_some_and(|slot| slot.expires_ms > now)
-        {
-            return (Rotated::IdTaken, [None, None]);
+        let target = self.target().map.get(&new_key);
+        if target.is_some_and(|slot| slot.expires_ms > now) {
+            return Ok((Rotated::IdTaken, [None, None]));
         }
-        // The record moves, so the count stays as it is, unless the new id
-        // held an expired record, which is dropped. Not touching the count
-        // in between keeps a concurrent `create` from taking the slot.
+        // Without a retired record the record moves, so the count stays as
+        // it is; with one, the old id keeps its slot and the new id needs
+        // one more, reserved (never past the capacity) before anything is
+        // written. An expired record under the new id gives its slot to the
+        // new record either way. Not releasing a slot in between keeps a
+        // concurrent `create` from taking it.
+        let new_id_vacant = target.is_none();
+        let retiring = retired.is_some();
+        let retired = match retired {
+            // The reservation is taken only when it is needed.
+            Some(retired) if new_id_vacant && !inner.try_reserve() => {
+                return Err(Full(new, retired));
+            }
+            retired => retired,
+        };
         let source = self.source();
-        let old = source.map.remove(&old_key);
-        source.maintain();
+        let old = match retired {
+            // In place of the old record, as `update` writes: a later
+            // deadline reuses the old record's heap entry (rescheduled when
+            // it pops), an earlier one gets an entry of its own.
+            Some(retired) => {
+                let expires_ms = retired.expires_ms;
+                let old = source
+                    .map
+                    .get_mut(&old_key)
+                    .map(|slot| std::mem::replace(slot, retired));
+                if old.as_ref().is_some_and(|old| expires_ms < old.expires_ms) {
+                    source.schedule(expires_ms, old_key);
+                }
+                old
+            }
+            None => {
+                let old = source.map.remove(&old_key);
+                source.maintain();
+                old
+            }
+        };
         let shard = self.target();
         let expires_ms = new.expires_ms;
         let replaced = match shard.map.entry(new_key) {
             // An expired record under the new id: take its place, as
-            // `create` does.
+            // `create` does. Without a retired record, the slot the moved
+            // record held is free now.
             MapEntry::Occupied(mut occupied) => {
                 let earlier = expires_ms < occupied.get().expires_ms;
                 let replaced = occupied.insert(new);
-                len.fetch_sub(1, Ordering::Relaxed);
+                if !retiring {
+                    len.fetch_sub(1, Ordering::Relaxed);
+                }
                 if earlier {
                     shard.schedule(expires_ms, new_key);
                 }
@@ -454,7 +567,7 @@ impl Pair<'_> {
                 None
             }
         };
-        (Rotated::Rotated, [old, replaced])
+        Ok((Rotated::Rotated, [old, replaced]))
     }
 }
 
@@ -593,12 +706,13 @@ impl SessionStore for MemoryStore {
         old: &Id,
         expected_version: u64,
         record: &Record,
+        retired: Option<&Record>,
     ) -> Result<Rotated, Error> {
         let slot = Slot::from_record(record);
+        let retired = retired.map(Slot::from_record);
         let (old, new) = (Key(*old.as_bytes()), Key(*record.id.as_bytes()));
-        Ok(self
-            .inner
-            .rotate(old, expected_version, new, slot, now_ms()))
+        self.inner
+            .rotate(old, expected_version, new, slot, retired, now_ms())
     }
 }
 
@@ -832,16 +946,32 @@ mod tests {
         assert!(shard.heap.capacity() <= 4 * MIN_SHRINK_CAPACITY);
     }
 
+    fn rotate(
+        store: &MemoryStore,
+        old: Key,
+        expected: u64,
+        new: Key,
+        moved: Slot,
+        retired: Option<Slot>,
+        now: u64,
+    ) -> Rotated {
+        store
+            .inner
+            .rotate(old, expected, new, moved, retired, now)
+            .expect("the store has room")
+    }
+
     #[test]
     fn rotate_keeps_the_count_within_and_across_shards() {
         let store = MemoryStore::new();
         let (a, b, c) = (key(1, 1), key(1, 2), key(2, 3));
-        assert_eq!(create(&store, a, T0 + 60_000, T0), Created::Created);
-        let rotated = store.inner.rotate(a, 1, b, slot(2, T0 + 60_000), T0);
+        let live = T0 + 60_000;
+        assert_eq!(create(&store, a, live, T0), Created::Created);
+        let rotated = rotate(&store, a, 1, b, slot(2, live), None, T0);
         assert_eq!(rotated, Rotated::Rotated);
-        let rotated = store.inner.rotate(b, 2, c, slot(3, T0 + 60_000), T0);
+        let rotated = rotate(&store, b, 2, c, slot(3, live), None, T0);
         assert_eq!(rotated, Rotated::Rotated);
-        let rotated = store.inner.rotate(c, 3, a, slot(4, T0 + 60_000), T0);
+        let rotated = rotate(&store, c, 3, a, slot(4, live), None, T0);
         assert_eq!(rotated, Rotated::Rotated);
         assert_eq!(store.len(), 1);
         assert!(store.inner.load(a, T0).is_some());
@@ -850,18 +980,157 @@ mod tests {
 
         // Onto itself: the id is taken. Onto an expired record: replaced.
         assert_eq!(
-            store.inner.rotate(a, 4, a, slot(5, T0 + 60_000), T0),
+            rotate(&store, a, 4, a, slot(5, live), None, T0),
             Rotated::IdTaken
         );
         assert_eq!(create(&store, c, T0 + 30, T0), Created::Created);
         assert_eq!(store.len(), 2);
-        let rotated = store.inner.rotate(a, 4, c, slot(5, T0 + 60_000), T0 + 30);
+        let rotated = rotate(&store, a, 4, c, slot(5, live), None, T0 + 30);
         assert_eq!(rotated, Rotated::Rotated);
         assert_eq!(store.len(), 1);
         assert_eq!(
             store.inner.load(c, T0 + 30).map(|record| record.version),
             Some(5)
         );
+    }
+
+    #[test]
+    fn a_retired_record_keeps_the_old_slot_within_and_across_shards() {
+        let store = MemoryStore::new();
+        let (a, b, c) = (key(1, 1), key(2, 2), key(2, 3));
+        let live = T0 + 60_000;
+        assert_eq!(create(&store, a, live, T0), Created::Created);
+        let rotated = rotate(&store, a, 1, b, slot(2, live), Some(slot(2, T0 + 30)), T0);
+        assert_eq!(rotated, Rotated::Rotated);
+        assert_eq!(store.len(), 2);
+        let rotated = rotate(&store, b, 2, c, slot(3, live), Some(slot(3, T0 + 40)), T0);
+        assert_eq!(rotated, Rotated::Rotated);
+        assert_eq!(store.len(), 3);
+        let retired = store.inner.load(a, T0).expect("the retired record");
+        assert_eq!(retired.version, 2);
+        assert_eq!(
+            store.inner.load(b, T0).map(|record| record.version),
+            Some(3)
+        );
+        assert_eq!(
+            store.inner.load(c, T0).map(|record| record.version),
+            Some(3)
+        );
+
+        // Onto an expired record: it gives its slot to the new record.
+        let d = key(3, 4);
+        assert_eq!(create(&store, d, T0 + 20, T0), Created::Created);
+        assert_eq!(store.len(), 4);
+        let rotated = rotate(&store, c, 3, d, slot(4, live), Some(slot(4, live)), T0 + 20);
+        assert_eq!(rotated, Rotated::Rotated);
+        assert_eq!(store.len(), 4);
+        assert_eq!(
+            store.inner.load(d, T0 + 20).map(|record| record.version),
+            Some(4)
+        );
+        assert_eq!(
+            store.inner.load(c, T0 + 20).map(|record| record.version),
+            Some(4)
+        );
+    }
+
+    #[test]
+    fn a_retired_record_is_scheduled_for_expiry() {
+        let store = MemoryStore::new();
+        let (old, new) = (key(1, 1), key(2, 2));
+        let live = T0 + 60_000;
+        assert_eq!(create(&store, old, live, T0), Created::Created);
+        assert_eq!(heap_len(&store, &old), 1);
+        // Earlier than the old record's deadline: an entry of its own.
+        let rotated = rotate(
+            &store,
+            old,
+            1,
+            new,
+            slot(2, live),
+            Some(slot(2, T0 + 30)),
+            T0,
+        );
+        assert_eq!(rotated, Rotated::Rotated);
+        assert_eq!(heap_len(&store, &old), 2);
+        assert_eq!(store.len(), 2);
+
+        // Its deadline passes: a create in its shard removes it, with no
+        // load of the old id and no scan.
+        assert_eq!(create(&store, key(1, 9), live, T0 + 30), Created::Created);
+        assert_eq!(store.len(), 2);
+        assert!(!lock(store.inner.shard(&old)).map.contains_key(&old));
+
+        // Later than the old record's deadline: the old entry is rescheduled
+        // when it pops, and then removes the retired record.
+        let (old, new) = (key(5, 1), key(6, 2));
+        assert_eq!(create(&store, old, T0 + 30, T0), Created::Created);
+        let rotated = rotate(
+            &store,
+            old,
+            1,
+            new,
+            slot(2, live),
+            Some(slot(2, T0 + 90)),
+            T0,
+        );
+        assert_eq!(rotated, Rotated::Rotated);
+        assert_eq!(heap_len(&store, &old), 1);
+        assert_eq!(create(&store, key(5, 9), live, T0 + 60), Created::Created);
+        assert!(store.inner.load(old, T0 + 60).is_some(), "still live");
+        assert_eq!(heap_len(&store, &old), 2);
+        assert_eq!(create(&store, key(5, 10), live, T0 + 90), Created::Created);
+        assert!(!lock(store.inner.shard(&old)).map.contains_key(&old));
+        assert_eq!(store.len(), 5);
+    }
+
+    #[test]
+    fn a_full_store_refuses_a_rotation_that_retires_and_writes_nothing() {
+        let store = MemoryStore::with_capacity(2);
+        let (a, b, x) = (key(1, 1), key(2, 2), key(3, 3));
+        let live = T0 + 60_000;
+        assert_eq!(create(&store, a, live, T0), Created::Created);
+        assert_eq!(create(&store, x, live, T0), Created::Created);
+        let refused = store
+            .inner
+            .rotate(a, 1, b, slot(2, live), Some(slot(2, live)), T0)
+            .expect_err("the store is full of live records");
+        assert_eq!(refused.kind(), ErrorKind::Capacity);
+        assert_eq!(store.len(), 2);
+        assert_eq!(
+            store.inner.load(a, T0).map(|record| record.version),
+            Some(1)
+        );
+        assert!(store.inner.load(b, T0).is_none());
+
+        // Stale and taken ids are answered as such, full or not.
+        let stale = store
+            .inner
+            .rotate(a, 7, b, slot(2, live), Some(slot(2, live)), T0);
+        assert_eq!(stale.map_err(|error| error.kind()), Ok(Rotated::Stale));
+        let taken = store
+            .inner
+            .rotate(a, 1, x, slot(2, live), Some(slot(2, live)), T0);
+        assert_eq!(taken.map_err(|error| error.kind()), Ok(Rotated::IdTaken));
+
+        // Without a retired record, the record moves and needs no room.
+        assert_eq!(
+            rotate(&store, a, 1, b, slot(2, live), None, T0),
+            Rotated::Rotated
+        );
+        assert_eq!(store.len(), 2);
+
+        // Once a record expires, the rotation makes room from it.
+        assert_eq!(
+            store.inner.update(x, slot(2, T0 + 30), 1, T0),
+            Updated::Updated
+        );
+        let c = key(4, 4);
+        let rotated = rotate(&store, b, 2, c, slot(3, live), Some(slot(3, live)), T0 + 30);
+        assert_eq!(rotated, Rotated::Rotated);
+        assert_eq!(store.len(), 2);
+        assert!(store.inner.load(b, T0 + 30).is_some());
+        assert!(store.inner.load(c, T0 + 30).is_some());
     }
 
     #[test]

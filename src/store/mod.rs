@@ -97,7 +97,8 @@ pub enum Updated {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
 pub enum Rotated {
-    /// The new record exists and the old one is gone.
+    /// The new record exists, and the old one is replaced by the retired
+    /// record or gone.
     Rotated,
     /// The old record is gone, or its version is not the expected one;
     /// nothing was written.
@@ -153,32 +154,74 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Fails if the backend fails.
     async fn delete(&self, id: &Id) -> Result<(), Error>;
 
-    /// Moves a session to a new id: stores `record` under its (new) id and
-    /// deletes `old`, but only if `old` still has `expected_version`.
+    /// Moves a session to a new id: stores `record` under its (new) id and,
+    /// in the same step, replaces the record under `old` with `retired`
+    /// (whose id is `old`), or deletes it when `retired` is `None`; but only
+    /// if `old` still has `expected_version` and is live.
+    ///
+    /// - [`Rotated::Rotated`]: `record` is stored, and `old` holds `retired`
+    ///   or nothing.
+    /// - [`Rotated::Stale`]: the record under `old` is gone, expired or at
+    ///   another version; nothing was written.
+    /// - [`Rotated::IdTaken`]: a live record holds `record.id` (an expired
+    ///   one counts as absent, as in [`create`](Self::create)); nothing was
+    ///   written.
+    ///
+    /// A retired record is an ordinary [`Record`], opaque to the store like
+    /// any other: it loads, expires at its own `expires_at` (with the
+    /// store's native expiry, if it has one), and can be updated by
+    /// compare-and-set and deleted. The caller marks it in its own data
+    /// encoding, and gives it a version other than `expected_version`, so
+    /// that a write from a request that read the old record is refused. It
+    /// is stored under `old`, whatever its `id` says.
     ///
     /// The provided implementation uses only the other four methods, so it is
-    /// not atomic. It checks the old version, creates the new record, checks
-    /// the old version again (and, if a write or a delete got there first,
-    /// deletes the new record and answers `Stale`), then deletes the old
-    /// record. It never deletes first, so a failure leaves the session
-    /// reachable under one of its ids. What it cannot rule out is a write to
-    /// the old id that lands in the one round trip between the second check
-    /// and the delete: that write is lost. Stores that can do better (a
-    /// transaction, a script) override it.
+    /// not atomic. It checks the old version, then creates the new record.
+    /// With a `retired` record it then replaces the old record with
+    /// [`update`](Self::update)`(retired, expected_version)`: that one
+    /// compare-and-set both checks and replaces it, so a write or a delete
+    /// that reached the old id first makes it `Stale` (the new record is
+    /// deleted again and the answer is `Stale`), and no write to the old id
+    /// can be lost. Without one, it checks the old version again (and, if a
+    /// write or a delete got there first, deletes the new record and answers
+    /// `Stale`), then deletes the old record; what it cannot rule out there
+    /// is a write to the old id that lands in the one round trip between the
+    /// second check and the delete: that write is lost. Either way it never
+    /// deletes first, so a failure leaves the session reachable under one of
+    /// its ids (after an error it removes the new record again, best
+    /// effort). Stores that can do better (a transaction, a script) override
+    /// it.
     ///
     /// # Errors
     ///
-    /// Fails if the backend fails.
+    /// Fails if the backend fails, or with [`ErrorKind::Capacity`] if the
+    /// store is full.
+    ///
+    /// [`ErrorKind::Capacity`]: crate::ErrorKind::Capacity
     async fn rotate(
         &self,
         old: &Id,
         expected_version: u64,
         record: &Record,
+        retired: Option<&Record>,
     ) -> Result<Rotated, Error> {
         match self.load(old).await? {
             Some(current) if current.version == expected_version => {}
             _ => return Ok(Rotated::Stale),
         }
+        // `update` stores a record under its own id; the retired record
+        // belongs under `old`.
+        let renamed;
+        let retired = match retired {
+            Some(retired) if retired.id != *old => {
+                renamed = Record {
+                    id: *old,
+                    ..retired.clone()
+                };
+                Some(&renamed)
+            }
+            retired => retired,
+        };
         if self.create(record).await? == Created::IdTaken {
             return Ok(Rotated::IdTaken);
         }
@@ -187,6 +230,13 @@ pub trait SessionStore: Send + Sync + 'static {
         let finish = async {
             // A write or a logout that reached the old id meanwhile wins: undo
             // the copy, and let the layer reload (and re-apply, or give up).
+            if let Some(retired) = retired {
+                // The check and the replacement in one compare-and-set.
+                return Ok(match self.update(retired, expected_version).await? {
+                    Updated::Updated => Rotated::Rotated,
+                    Updated::Stale => Rotated::Stale,
+                });
+            }
             match self.load(old).await? {
                 Some(current) if current.version == expected_version => {}
                 _ => return Ok(Rotated::Stale),
@@ -230,7 +280,10 @@ impl<St: SessionStore + ?Sized> SessionStore for Arc<St> {
         old: &Id,
         expected_version: u64,
         record: &Record,
+        retired: Option<&Record>,
     ) -> Result<Rotated, Error> {
-        (**self).rotate(old, expected_version, record).await
+        (**self)
+            .rotate(old, expected_version, record, retired)
+            .await
     }
 }

@@ -40,8 +40,9 @@ use crate::store::sql::{Dialect, SqlStore, SqlStoreBuilder};
 ///   in the table until [`delete_expired`](SqlStore::delete_expired) removes
 ///   them; [`spawn_cleanup`](SqlStore::spawn_cleanup) runs it on a schedule.
 /// - **Rotation** ([`Session::cycle_id`](crate::Session::cycle_id)) is one
-///   transaction: check the old version, insert the new id, delete the old
-///   one, all or nothing.
+///   transaction: check the old version, insert the new id, then update the
+///   old row to the retired record (which expires like any other row) or
+///   delete it, all or nothing.
 /// - **Failures.** Every database error is an [`ErrorKind::Store`] error
 ///   whose source is the `sqlx::Error`. A pool waits at most its acquire
 ///   timeout for a connection, so a database that is down turns requests

@@ -11,7 +11,8 @@
 //! | `create` | `SET key value NX PXAT deadline` | 1 |
 //! | `update` | `EVALSHA` of a compare-and-set script (`GETRANGE`, `SET … PXAT`) | 1 |
 //! | `delete` | `DEL` | 1 |
-//! | `rotate` | `SET new … NX PXAT`, then `EVALSHA` of a compare-and-delete script on the old key | 2 (3 when stale) |
+//! | `rotate` with a retired record | `SET new … NX PXAT`, then `EVALSHA` of the compare-and-set script on the old key (`GETRANGE`, `SET old retired PXAT …`) | 2 (3 when stale) |
+//! | `rotate` without one | `SET new … NX PXAT`, then `EVALSHA` of a compare-and-delete script on the old key | 2 (3 when stale) |
 //!
 //! The first script call after Redis started (or flushed its script cache)
 //! costs two more round trips: `EVALSHA` answers `NOSCRIPT`, the client sends
@@ -38,7 +39,8 @@ mod record;
 /// Replaces the record under `KEYS[1]` with `ARGV[2]`, expiring at
 /// `ARGV[3]` (ms since the epoch), only if the stored value starts with the
 /// expected header `ARGV[1]` (format tag and version). Returns 1 if it wrote,
-/// 0 if the key is missing or holds another version.
+/// 0 if the key is missing or holds another version. `update` runs it, and
+/// so does `rotate` to leave the retired record under the old key.
 static UPDATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"if redis.call('GETRANGE', KEYS[1], 0, #ARGV[1] - 1) == ARGV[1] then
@@ -90,11 +92,13 @@ return 0",
 ///   [`ErrorKind::Deserialize`] error, never a panic.
 /// - **Writes.** `create` is one `SET … NX PXAT`; `update` is one script that
 ///   compares the stored version and writes in the same step; `rotate`
-///   creates the new key first, then deletes the old one only if it still
-///   has the expected version (one script), and removes the new key again if
-///   it does not. Each command touches a single key, so all of this works on
-///   Redis Cluster, where the two ids of a rotation live in different slots.
-///   No session is ever deleted before its replacement exists.
+///   creates the new key first, then replaces the old one with the retired
+///   record (with the retired record's own TTL), or deletes it, only if it
+///   still has the expected version (one script), and removes the new key
+///   again if it does not. Each command touches a single key, so all of this
+///   works on Redis Cluster, where the two ids of a rotation live in
+///   different slots. No session is ever deleted before its replacement
+///   exists.
 /// - **Timeout.** Every store call, including its reconnect wait, is bounded
 ///   by [`timeout`](Self::timeout) ([`DEFAULT_TIMEOUT`](Self::DEFAULT_TIMEOUT)
 ///   unless set with [`RedisStoreBuilder::timeout`]). A call that runs
@@ -615,35 +619,41 @@ impl SessionStore for RedisStore {
         .await
     }
 
-    /// Creates the new key, then deletes the old one only if it still holds
+    /// Creates the new key, then replaces the old one with `retired`
+    /// (`SET … PXAT` its deadline, in the compare-and-set script that
+    /// `update` runs) or deletes it, only if it still holds
     /// `expected_version`; if it does not, deletes the new key again and
     /// answers [`Rotated::Stale`].
     ///
     /// Every step touches one key, so rotation works on Redis Cluster. No
-    /// write to the old id can be lost: the old key is deleted by a
-    /// compare-and-delete, never blindly. The new key exists for a moment
-    /// before the old one is gone, but nobody knows its id until the layer
-    /// sends the cookie. If the connection fails between the steps, the
-    /// session stays reachable under its old id, and the new key (known to
-    /// nobody) expires with its TTL.
+    /// write to the old id can be lost: the old key is replaced by a
+    /// compare-and-set or deleted by a compare-and-delete, never blindly. The
+    /// new key exists for a moment before the old one is replaced or gone,
+    /// but nobody knows its id until the layer sends the cookie. If the
+    /// connection fails between the steps, the session stays reachable under
+    /// its old id, and the new key (known to nobody) expires with its TTL.
     async fn rotate(
         &self,
         old: &Id,
         expected_version: u64,
         record: &Record,
+        retired: Option<&Record>,
     ) -> Result<Rotated, Error> {
         self.bounded(async {
             if self.set_if_absent(record).await? == Created::IdTaken {
                 return Ok(Rotated::IdTaken);
             }
-            let moved = self
-                .script(
-                    &DELETE_IF,
-                    self.key(old),
-                    &record::header(expected_version),
-                    NO_ARGS,
-                )
-                .await?;
+            let expected = record::header(expected_version);
+            let moved = match retired {
+                Some(retired) => {
+                    let args = (Encoded(retired), record::pxat(retired.expires_at));
+                    self.script(&UPDATE, self.key(old), &expected, args).await?
+                }
+                None => {
+                    self.script(&DELETE_IF, self.key(old), &expected, NO_ARGS)
+                        .await?
+                }
+            };
             if moved {
                 return Ok(Rotated::Rotated);
             }

@@ -385,15 +385,17 @@ impl<DB: Dialect> SessionStore for SqlStore<DB> {
         DB::delete(self, id).await
     }
 
-    /// Checks the old record, inserts the new one and deletes the old one in
-    /// one transaction: all of it happens, or none.
+    /// Checks the old record, inserts the new one and, in the same
+    /// transaction, updates the old row to the retired record (or deletes
+    /// it): all of it happens, or none.
     async fn rotate(
         &self,
         old: &Id,
         expected_version: u64,
         record: &Record,
+        retired: Option<&Record>,
     ) -> Result<Rotated, Error> {
-        DB::rotate(self, old, expected_version, record).await
+        DB::rotate(self, old, expected_version, record, retired).await
     }
 }
 
@@ -462,13 +464,15 @@ pub(crate) mod sealed {
             id: &Id,
         ) -> impl Future<Output = Result<(), Error>> + Send;
 
-        /// Checks the old record, inserts the new one and deletes the old
-        /// one in one transaction: all of it happens, or none.
+        /// Checks the old record, inserts the new one and replaces the old
+        /// one with the retired record (or deletes it) in one transaction:
+        /// all of it happens, or none.
         fn rotate(
             store: &SqlStore<Self>,
             old: &Id,
             expected_version: u64,
             record: &Record,
+            retired: Option<&Record>,
         ) -> impl Future<Output = Result<Rotated, Error>> + Send;
 
         /// Deletes every record whose deadline has passed and returns how
@@ -584,10 +588,14 @@ pub(crate) mod sealed {
             old: &Id,
             expected_version: u64,
             record: &Record,
+            retired: Option<&Record>,
         ) -> Result<Rotated, Error> {
             let Ok(expected_version) = i64::try_from(expected_version) else {
                 return Ok(Rotated::Stale);
             };
+            // A version too large for its column is an error, found before
+            // the transaction starts.
+            let retired_version = retired.map(version).transpose()?;
             let now = SystemTime::now();
             let mut transaction = store.pool.begin().await.map_err(Error::store)?;
             let current = sqlx::query(&store.statements.lock_current)
@@ -611,11 +619,33 @@ pub(crate) mod sealed {
                 transaction.rollback().await.map_err(Error::store)?;
                 return Ok(Rotated::IdTaken);
             }
-            sqlx::query(&store.statements.delete)
-                .bind(old.as_bytes().as_slice())
-                .execute(&mut *transaction)
-                .await
-                .map_err(Error::store)?;
+            match retired.zip(retired_version) {
+                // The row is locked and was checked: the update matches it.
+                Some((retired, retired_version)) => {
+                    let replaced = sqlx::query(&store.statements.update)
+                        .bind(retired_version)
+                        .bind(&*retired.data)
+                        .bind(to_unix_ms_i64(retired.created_at))
+                        .bind(to_unix_ms_i64(retired.expires_at))
+                        .bind(old.as_bytes().as_slice())
+                        .bind(expected_version)
+                        .bind(to_unix_ms_i64(now))
+                        .execute(&mut *transaction)
+                        .await
+                        .map_err(Error::store)?;
+                    if DB::rows_affected(&replaced) != 1 {
+                        transaction.rollback().await.map_err(Error::store)?;
+                        return Ok(Rotated::Stale);
+                    }
+                }
+                None => {
+                    sqlx::query(&store.statements.delete)
+                        .bind(old.as_bytes().as_slice())
+                        .execute(&mut *transaction)
+                        .await
+                        .map_err(Error::store)?;
+                }
+            }
             transaction.commit().await.map_err(Error::store)?;
             Ok(Rotated::Rotated)
         }

@@ -42,8 +42,9 @@ use crate::store::sql::{Dialect, SqlStore, SqlStoreBuilder};
 ///   in the file until [`delete_expired`](SqlStore::delete_expired) removes
 ///   them; [`spawn_cleanup`](SqlStore::spawn_cleanup) runs it on a schedule.
 /// - **Rotation** ([`Session::cycle_id`](crate::Session::cycle_id)) is one
-///   transaction: check the old version, insert the new id, delete the old
-///   one, all or nothing.
+///   transaction: check the old version, insert the new id, then update the
+///   old row to the retired record (which expires like any other row) or
+///   delete it, all or nothing.
 /// - **Concurrency.** SQLite runs one write at a time; the others wait for
 ///   the connection's busy timeout (5 seconds unless set) and fail after
 ///   it. Reads do not wait for writes in WAL mode, which

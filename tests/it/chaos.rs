@@ -43,8 +43,7 @@ use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::{Method, Request, StatusCode};
 use axum::routing::get;
 use session_layer::{
-    Created, Error, ErrorKind, Id, MemoryStore, Record, Rotated, Session, SessionLayer,
-    SessionStore, Updated,
+    Created, Error, ErrorKind, Id, MemoryStore, Record, Rotated, Session, SessionStore, Updated,
 };
 
 const CLIENTS: usize = 32;
@@ -278,9 +277,13 @@ impl<St: SessionStore> SessionStore for ChaosStore<St> {
         old: &Id,
         expected_version: u64,
         record: &Record,
+        retired: Option<&Record>,
     ) -> Result<Rotated, Error> {
-        self.run(Op::Rotate, self.inner.rotate(old, expected_version, record))
-            .await
+        self.run(
+            Op::Rotate,
+            self.inner.rotate(old, expected_version, record, retired),
+        )
+        .await
     }
 }
 
@@ -770,9 +773,9 @@ async fn run(config: Config) -> usize {
     let memory = MemoryStore::default();
     let chaos = ChaosStore::new(memory.clone(), seed, config.plans);
     let layer = if config.provided_rotate {
-        SessionLayer::new(ProvidedRotate(chaos.clone()), key(1))
+        support::no_grace(ProvidedRotate(chaos.clone()), key(1))
     } else {
-        SessionLayer::new(chaos.clone(), key(1))
+        support::no_grace(chaos.clone(), key(1))
     };
     let app = App::with_router(routes().layer(layer), "id");
 

@@ -319,7 +319,7 @@ async fn a_slow_reader_due_a_refresh_cannot_recreate_a_destroyed_session() {
 async fn a_slow_writer_cannot_recreate_a_rotated_id() {
     let gate = Gate::new();
     let memory = MemoryStore::default();
-    let router = slow_routes(&gate).layer(SessionLayer::new(memory.clone(), key(1)));
+    let router = slow_routes(&gate).layer(support::no_grace(memory.clone(), key(1)));
     let app = App::with_router(router, "id");
     let old = app.start_session().await;
 
@@ -343,7 +343,7 @@ async fn a_slow_writer_cannot_recreate_a_rotated_id() {
 async fn a_rotation_that_loses_a_race_keeps_the_winners_write() {
     let memory = MemoryStore::default();
     let faulty = FaultyStore::new(memory.clone());
-    let app = App::new(SessionLayer::new(faulty.clone(), key(1)));
+    let app = App::new(support::no_grace(faulty.clone(), key(1)));
     let old = app.start_session().await;
 
     // A has loaded version 1 and is about to rotate it.

@@ -88,9 +88,12 @@ impl SessionStore for Tally {
         old: &Id,
         expected_version: u64,
         record: &Record,
+        retired: Option<&Record>,
     ) -> Result<Rotated, Error> {
         self.wrote();
-        self.inner.rotate(old, expected_version, record).await
+        self.inner
+            .rotate(old, expected_version, record, retired)
+            .await
     }
 }
 

@@ -13,7 +13,7 @@ use session_layer::{MemoryStore, Record, SameSite, SessionLayer, SessionStore, U
 fn counted() -> (App, CountingStore<MemoryStore>, MemoryStore) {
     let memory = MemoryStore::default();
     let store = CountingStore::new(memory.clone());
-    let app = App::new(SessionLayer::new(store.clone(), key(1)));
+    let app = App::new(support::no_grace(store.clone(), key(1)));
     (app, store, memory)
 }
 

@@ -36,6 +36,7 @@ mod redis_cluster;
 mod redis_http;
 #[cfg(all(feature = "redis-store", feature = "conformance"))]
 mod redis_store;
+mod rotation;
 #[cfg(feature = "sqlite-store")]
 mod sqlite;
 #[cfg(feature = "tracing")]

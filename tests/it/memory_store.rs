@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use session_layer::{Created, ErrorKind, Id, MemoryStore, Record, SessionStore, Updated};
+use session_layer::{Created, ErrorKind, Id, MemoryStore, Record, Rotated, SessionStore, Updated};
 
 mod conformance {
     session_layer::store_conformance_tests!(|| async { session_layer::MemoryStore::default() });
@@ -51,6 +51,55 @@ async fn a_full_store_refuses_a_new_session() {
     let next = record(Duration::from_secs(60));
     assert_eq!(store.create(&next).await.expect("room"), Created::Created);
     assert_eq!(store.len(), 3);
+}
+
+#[tokio::test]
+async fn a_retired_record_counts_against_the_capacity() {
+    let store = MemoryStore::with_capacity(2);
+    let old = record(Duration::from_secs(60));
+    let other = record(Duration::from_secs(60));
+    for record in [&old, &other] {
+        assert_eq!(store.create(record).await.expect("room"), Created::Created);
+    }
+    let moved = Record {
+        id: Id::generate().expect("os rng"),
+        version: 2,
+        ..old.clone()
+    };
+    let retired = Record {
+        version: 2,
+        data: b"retired"[..].into(),
+        ..old.clone()
+    };
+
+    // Leaving a retired record needs a slot that a full store does not have.
+    let refused = store.rotate(&old.id, 1, &moved, Some(&retired)).await;
+    assert_eq!(
+        refused.map_err(|error| error.kind()),
+        Err(ErrorKind::Capacity)
+    );
+    assert_eq!(store.len(), 2);
+    let kept = store.load(&old.id).await.expect("load").expect("intact");
+    assert_eq!((kept.version, &kept.data), (1, &old.data));
+    assert!(store.load(&moved.id).await.expect("load").is_none());
+
+    // With a free slot it goes through, and both ids hold a record.
+    store.delete(&other.id).await.expect("delete");
+    let rotated = store.rotate(&old.id, 1, &moved, Some(&retired)).await;
+    assert_eq!(rotated.expect("room"), Rotated::Rotated);
+    assert_eq!(store.len(), 2);
+    let left = store.load(&old.id).await.expect("load").expect("retired");
+    assert_eq!((left.version, &left.data), (2, &retired.data));
+
+    // A rotation that leaves nothing behind moves the record: no room needed.
+    let onward = Record {
+        id: Id::generate().expect("os rng"),
+        version: 3,
+        ..moved.clone()
+    };
+    let rotated = store.rotate(&moved.id, 2, &onward, None).await;
+    assert_eq!(rotated.expect("no room needed"), Rotated::Rotated);
+    assert_eq!(store.len(), 2);
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::support;
 use crate::support::postgres::{self as pg, shared};
 use crate::support::records::{create, record};
 use crate::support::unique_name;
@@ -81,7 +82,7 @@ async fn two_app_instances_share_one_database_without_losing_an_increment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_layer_rotates_and_destroys_sessions_in_the_table() {
     let store = pg::store().await;
-    let app = App::new(SessionLayer::new(store.clone(), key(2)));
+    let app = App::new(support::no_grace(store.clone(), key(2)));
     let old = app.start_session().await;
 
     let cycled = app.post("/cycle", Some(&old)).await;

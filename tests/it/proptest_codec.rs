@@ -74,8 +74,11 @@ impl SessionStore for RecordingStore {
         old: &Id,
         expected_version: u64,
         record: &Record,
+        retired: Option<&Record>,
     ) -> Result<Rotated, Error> {
-        self.inner.rotate(old, expected_version, record).await
+        self.inner
+            .rotate(old, expected_version, record, retired)
+            .await
     }
 }
 

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
-use session_layer::{Created, Error, Id, MemoryStore, Record, SessionLayer, SessionStore, Updated};
+use session_layer::{Created, Error, Id, MemoryStore, Record, Rotated, SessionStore, Updated};
 
 use crate::support::{
     self, App, CountingStore, FaultyStore, Op, join_within_5s, key, spawn_post, stored,
@@ -36,6 +36,15 @@ impl<St: SessionStore> SessionStore for NoRotate<St> {
     }
 }
 
+/// The provided `rotate` keeps every promise of the public suite, the
+/// concurrent rotations with retired records included.
+#[cfg(feature = "conformance")]
+mod conformance {
+    session_layer::store_conformance_tests!(|| async {
+        super::NoRotate(session_layer::MemoryStore::default())
+    });
+}
+
 type Layered = (
     App,
     CountingStore<FaultyStore<MemoryStore>>,
@@ -49,7 +58,7 @@ fn no_rotate() -> Layered {
     let memory = MemoryStore::default();
     let faulty = FaultyStore::new(memory.clone());
     let counting = CountingStore::new(faulty.clone());
-    let app = App::new(SessionLayer::new(NoRotate(counting.clone()), key(1)));
+    let app = App::new(support::no_grace(NoRotate(counting.clone()), key(1)));
     (app, counting, faulty, memory)
 }
 
@@ -160,4 +169,77 @@ async fn a_logout_during_a_default_rotate_wins() {
     assert_eq!(counting.rotates(), 0);
     assert_eq!((counting.creates(), counting.deletes()), (2, 2));
     assert_eq!(app.get("/get/k", Some(&old)).await.body, "<none>");
+}
+
+/// With a retired record, the provided `rotate` checks and replaces the old
+/// record in one compare-and-set: a write that lands on the old id after the
+/// new record was created makes the rotation `Stale` instead of being lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_during_a_default_rotate_with_a_retired_record_is_kept() {
+    let memory = MemoryStore::default();
+    let faulty = FaultyStore::new(memory.clone());
+    let counting = CountingStore::new(faulty.clone());
+    let store = NoRotate(counting.clone());
+    let now = std::time::SystemTime::now();
+    let old = Record {
+        id: Id::generate().expect("os rng"),
+        version: 1,
+        data: b"old"[..].into(),
+        created_at: now,
+        expires_at: now + std::time::Duration::from_secs(60),
+    };
+    assert_eq!(memory.create(&old).await.expect("room"), Created::Created);
+    let moved = Record {
+        id: Id::generate().expect("os rng"),
+        version: 2,
+        ..old.clone()
+    };
+    let retired = Record {
+        version: 2,
+        data: b"retired"[..].into(),
+        ..old.clone()
+    };
+
+    // The rotation has created the new record and waits at its
+    // compare-and-set on the old id.
+    let at_update = faulty.hold_next(Op::Update);
+    let rotating = tokio::spawn({
+        let (store, old, moved, retired) = (store.clone(), old.id, moved.clone(), retired.clone());
+        async move { store.rotate(&old, 1, &moved, Some(&retired)).await }
+    });
+    at_update.reached().await;
+    let written = Record {
+        version: 2,
+        data: b"written meanwhile"[..].into(),
+        ..old.clone()
+    };
+    assert_eq!(
+        memory.update(&written, 1).await.expect("update"),
+        Updated::Updated
+    );
+    at_update.open();
+
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(5), rotating)
+        .await
+        .expect("the rotation finished within 5 s")
+        .expect("the rotation did not panic")
+        .expect("rotate");
+    assert_eq!(outcome, Rotated::Stale);
+    let kept = memory.load(&old.id).await.expect("load").expect("kept");
+    assert_eq!(&*kept.data, b"written meanwhile", "the write was not lost");
+    assert!(
+        memory.load(&moved.id).await.expect("load").is_none(),
+        "the new record was undone"
+    );
+    assert_eq!(memory.len(), 1);
+    assert_eq!(
+        (
+            counting.loads(),
+            counting.creates(),
+            counting.updates(),
+            counting.deletes()
+        ),
+        (1, 1, 1, 1),
+        "check, create, compare-and-set, undo"
+    );
 }

@@ -2,11 +2,12 @@
 //! conformance suite, and an app whose sessions (and their rotations) span
 //! every node.
 
+use crate::support;
 use crate::support::redis::{Raw, RedisCluster};
 use crate::support::{App, id_of, key};
 use axum::http::StatusCode;
 use session_layer::store::conformance;
-use session_layer::{RedisStore, SessionLayer, SessionStore};
+use session_layer::{RedisStore, SessionStore};
 
 /// One cluster for the whole file: creating one takes a second or two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,11 +22,11 @@ async fn redis_cluster() {
     conformance::run_all(&store).await;
 
     // Two app instances, each with its own cluster connection.
-    let a = App::new(SessionLayer::new(store.clone(), key(3)));
+    let a = App::new(support::no_grace(store.clone(), key(3)));
     let other = RedisStore::connect_cluster(cluster.urls())
         .await
         .expect("a second connection");
-    let b = App::new(SessionLayer::new(other, key(3)));
+    let b = App::new(support::no_grace(other, key(3)));
 
     // Sessions land on every node, and rotation moves them between slots
     // (and so, often, between nodes) one single-key command at a time.

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support;
 use crate::support::redis::RedisServer;
 use crate::support::{App, Reply, id_of, key};
 use axum::http::StatusCode;
@@ -12,7 +13,7 @@ use session_layer::{RedisStore, SessionLayer, SessionStore};
 /// key every instance shares.
 async fn instance(server: &RedisServer) -> (App, RedisStore) {
     let store = server.store().await;
-    (App::new(SessionLayer::new(store.clone(), key(7))), store)
+    (App::new(support::no_grace(store.clone(), key(7))), store)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

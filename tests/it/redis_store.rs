@@ -271,7 +271,7 @@ async fn debug_shows_the_settings_but_no_connection_details() {
 async fn round_trips_per_request() {
     let server = RedisServer::start().await;
     let store = server.store().await;
-    let app = App::new(SessionLayer::new(store, key(1)));
+    let app = App::new(support::no_grace(store, key(1)));
     let mut raw = server.client().await;
 
     // Warm up: the first call of each script loads it into Redis.

@@ -56,8 +56,11 @@ impl SessionStore for FileStore {
         old: &Id,
         expected_version: u64,
         record: &Record,
+        retired: Option<&Record>,
     ) -> Result<Rotated, Error> {
-        self.store.rotate(old, expected_version, record).await
+        self.store
+            .rotate(old, expected_version, record, retired)
+            .await
     }
 }
 
@@ -212,10 +215,16 @@ async fn expired_rows_are_never_loaded_updated_or_kept_over_a_new_session() {
         Updated::Stale
     );
     let moved = record(Duration::from_secs(60), false);
-    assert_eq!(
-        store.rotate(&old.id, 1, &moved).await.expect("rotate"),
-        Rotated::Stale
-    );
+    for retired in [None, Some(&next)] {
+        assert_eq!(
+            store
+                .rotate(&old.id, 1, &moved, retired)
+                .await
+                .expect("rotate"),
+            Rotated::Stale
+        );
+    }
+    assert!(store.load(&old.id).await.expect("load").is_none());
     // A new session under the same id takes the expired row's place.
     let fresh = Record {
         id: old.id,

@@ -5,6 +5,7 @@
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::support;
 use crate::support::{App, CountingStore, FaultyStore, Op, id_of, join, spawn_post};
 use axum::http::StatusCode;
 use base64::Engine as _;
@@ -315,7 +316,7 @@ async fn nothing_logged_across_every_path_reveals_an_id_a_cookie_or_the_key() {
     let (capture, _guard) = capture();
     let memory = MemoryStore::default();
     let faulty = FaultyStore::new(memory.clone());
-    let app = App::new(SessionLayer::new(faulty.clone(), key()));
+    let app = App::new(support::no_grace(faulty.clone(), key()));
 
     let value = app.start_session().await;
     let forged = flip(&value, 50);

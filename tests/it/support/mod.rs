@@ -43,6 +43,16 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use session_layer::{Id, Key, MemoryStore, Record, SessionStore};
 
+/// A layer on `store` whose rotations delete the old id at once, with no
+/// grace period: for the tests of what a rotation does to the store and to
+/// the old id itself. The grace period is tested in `rotation`.
+pub(crate) fn no_grace(store: impl SessionStore, key: Key) -> session_layer::SessionLayer {
+    session_layer::SessionLayer::builder(store, key)
+        .rotation_grace(std::time::Duration::ZERO)
+        .build()
+        .expect("a valid configuration")
+}
+
 /// Returns a fixed 32-byte key made of `byte`.
 pub(crate) fn key(byte: u8) -> Key {
     Key::from_bytes(&[byte; 32]).expect("32 bytes make a key")

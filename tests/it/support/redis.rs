@@ -395,7 +395,10 @@ impl SessionStore for ServedStore {
         old: &Id,
         expected_version: u64,
         record: &Record,
+        retired: Option<&Record>,
     ) -> Result<Rotated, Error> {
-        self.store.rotate(old, expected_version, record).await
+        self.store
+            .rotate(old, expected_version, record, retired)
+            .await
     }
 }

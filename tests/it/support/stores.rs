@@ -130,9 +130,12 @@ impl<St: SessionStore> SessionStore for CountingStore<St> {
         old: &Id,
         expected_version: u64,
         record: &Record,
+        retired: Option<&Record>,
     ) -> Result<Rotated, Error> {
         self.hit(Op::Rotate);
-        self.inner.rotate(old, expected_version, record).await
+        self.inner
+            .rotate(old, expected_version, record, retired)
+            .await
     }
 }
 
@@ -302,8 +305,11 @@ impl<St: SessionStore> SessionStore for FaultyStore<St> {
         old: &Id,
         expected_version: u64,
         record: &Record,
+        retired: Option<&Record>,
     ) -> Result<Rotated, Error> {
         self.enter(Op::Rotate).await?;
-        self.inner.rotate(old, expected_version, record).await
+        self.inner
+            .rotate(old, expected_version, record, retired)
+            .await
     }
 }
