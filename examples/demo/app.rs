@@ -135,6 +135,17 @@ pub(crate) fn layer(store: impl SessionStore, key: Key) -> SessionLayerBuilder {
         // The save failed, so no flash message can be stored: the page says
         // it directly. The layer sends it without the session cookie.
         .on_save_error(|error: &Error| Problem::session(error, Step::Save))
+        // The defaults, said out loud, since the demo shows what they are for.
+        // A request another tab sent with the id from before sign-in reads
+        // the session as it was and gets no cookie that could sign the user
+        // out; its changes are refused with a "please try again" page.
+        .rotation_grace(SessionLayer::DEFAULT_ROTATION_GRACE)
+        // Every page that read the session is `Cache-Control: no-store`, so
+        // after signing out Back shows no signed-in page from the cache.
+        .no_store(true)
+        // Signing out (`destroy`) sends `Clear-Site-Data: "cache"`, which
+        // drops whatever the browser cached while signed in.
+        .clear_site_data(true)
 }
 
 /// Returns the demo's routes behind `layer`.
@@ -554,6 +565,11 @@ impl Problem {
                 "Your session changed in another tab while this was being saved; \
                  please try again.",
             ),
+            ErrorKind::IdRotated => (
+                retry,
+                "You signed in from another tab just as this was being saved, so it \
+                 was not saved; please try again.",
+            ),
             ErrorKind::SessionGone => (
                 retry,
                 "Your session ended in another tab (signed out, or signed in anew) \
@@ -573,12 +589,11 @@ impl Problem {
                 },
             ),
             // Kinds this demo does not know yet: a 409 is one that trying
-            // again resolves, such as a request that presented the id a
-            // sign-in in another tab had just replaced.
+            // again resolves.
             _ if status == StatusCode::CONFLICT => (
                 retry,
-                "Another tab changed your session (signing in, say) while this was \
-                 being saved, so it was not saved; please try again.",
+                "Another tab changed your session while this was being saved, so it \
+                 was not saved; please try again.",
             ),
             _ => (
                 "Something went wrong",

@@ -325,3 +325,62 @@ async fn unknown_addresses_and_wrong_methods_are_pages_that_need_no_store() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_request_with_the_id_from_before_sign_in_is_refused_with_a_page_and_no_cookie() {
+    let app = demo(MemoryStore::default());
+    let before = start_shopping(&app).await;
+    let reply = post_form(&app, "/login", "name=Ada", Some(&before)).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let signed_in = reply
+        .session_value()
+        .expect("signing in sets the new cookie");
+
+    // Another tab, which sent its request before the sign-in's cookie came
+    // back: its add is refused, and it asks to try again.
+    let reply = post_form(&app, "/cart/add", "item=mug", Some(&before)).await;
+    assert_problem_page(
+        &reply,
+        StatusCode::CONFLICT,
+        "You signed in from another tab just as this was being saved, so it was not \
+         saved; please try again.",
+    );
+    assert!(reply.set_cookies().is_empty(), "{reply:?}");
+    // Its page view reads the session as it was, but cannot count the visit.
+    let reply = app.get("/shop", Some(&before)).await;
+    assert_problem_page(
+        &reply,
+        StatusCode::CONFLICT,
+        "Another tab changed your session (signing in, say) while this page was \
+         loading, so it may be out of date; please reload it.",
+    );
+    assert!(reply.set_cookies().is_empty(), "{reply:?}");
+
+    // Trying again, with the new cookie, succeeds.
+    let reply = post_form(&app, "/cart/add", "item=mug", Some(&signed_in)).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let reply = app.get("/cart", Some(&signed_in)).await;
+    assert!(
+        reply.body.contains("Signed in as <b id=user>Ada</b>"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("<tr data-item=tea>"), "{}", reply.body);
+    assert!(reply.body.contains("<tr data-item=mug>"), "{}", reply.body);
+}
+
+#[tokio::test]
+async fn pages_are_no_store_and_signing_out_clears_the_cache() {
+    let app = demo(MemoryStore::default());
+    let cookie = start_shopping(&app).await;
+    for uri in ["/", "/shop", "/cart"] {
+        let reply = app.get(uri, Some(&cookie)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}");
+        assert!(reply.set_cookies().is_empty(), "{uri}: no cookie to set");
+        assert_eq!(reply.cache_control(), Some("no-store"), "{uri}");
+    }
+    let reply = post_form(&app, "/logout", "", Some(&cookie)).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(reply.header("clear-site-data"), Some("\"cache\""));
+    assert_eq!(reply.cache_control(), Some("no-store"));
+}

@@ -30,6 +30,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use fantoccini::cookies::Cookie;
 use fantoccini::elements::Element;
+use fantoccini::wd::WindowHandle;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
@@ -276,6 +277,11 @@ impl Browser {
                     "--disable-background-networking",
                     "--disable-component-update",
                     "--disable-sync",
+                    // A test that drives two windows of one browser needs
+                    // the one out of focus to run its timers on time.
+                    "--disable-background-timer-throttling",
+                    "--disable-backgrounding-occluded-windows",
+                    "--disable-renderer-backgrounding",
                     "--window-size=1000,760",
                     format!("--user-data-dir={}", profile.dir.display()),
                 ],
@@ -309,6 +315,55 @@ impl Browser {
             .await
             .unwrap_or_else(|error| panic!("cannot open {url}: {error}"));
         self.wait_until_loaded().await;
+    }
+
+    /// Goes one page back in the window's history (the browser's Back
+    /// button), and waits until that page has loaded.
+    pub(crate) async fn back(&self) {
+        self.client.back().await.expect("the browser goes back");
+        self.wait_until_loaded().await;
+    }
+
+    /// Opens a new window of this browser (same profile, same cookies) and
+    /// returns its handle; the current window stays the one driven.
+    pub(crate) async fn new_window(&self) -> WindowHandle {
+        self.client
+            .new_window(false)
+            .await
+            .expect("the browser opens a window")
+            .handle
+    }
+
+    /// Returns the handle of the window being driven.
+    pub(crate) async fn window(&self) -> WindowHandle {
+        self.client.window().await.expect("a current window")
+    }
+
+    /// Drives `window` from now on.
+    pub(crate) async fn switch_to(&self, window: &WindowHandle) {
+        self.client
+            .switch_to_window(window.clone())
+            .await
+            .expect("the window can be switched to");
+    }
+
+    /// Runs `script` (a function body) in the current page and returns what
+    /// it returns. It does not wait for anything the script starts.
+    pub(crate) async fn execute(&self, script: &str, args: Vec<Value>) -> Value {
+        self.client
+            .execute(script, args)
+            .await
+            .unwrap_or_else(|error| panic!("the script failed: {error}\n{script}"))
+    }
+
+    /// Waits until `script` returns something other than `null` or `false`,
+    /// and returns that.
+    pub(crate) async fn wait_for_script(&self, what: &str, script: &str) -> Value {
+        eventually(what, || async {
+            let value = self.client.execute(script, Vec::new()).await.ok()?;
+            (!matches!(value, Value::Null | Value::Bool(false))).then_some(value)
+        })
+        .await
     }
 
     /// Reloads the current page.
@@ -391,7 +446,9 @@ impl Browser {
         self.wait_until_loaded().await;
     }
 
-    async fn wait_until_loaded(&self) {
+    /// Waits until the current page has loaded (also after a navigation a
+    /// script started).
+    pub(crate) async fn wait_until_loaded(&self) {
         eventually("the page to load", || async {
             let state = self
                 .client
@@ -488,6 +545,8 @@ type Hits = Arc<Mutex<Vec<Hit>>>;
 pub(crate) struct Server {
     base: String,
     hits: Hits,
+    /// Error statuses the test expects, which the final check lets pass.
+    allowed: Arc<Mutex<Vec<StatusCode>>>,
 }
 
 impl Server {
@@ -502,7 +561,17 @@ impl Server {
         Self {
             base: format!("http://{address}"),
             hits,
+            allowed: Arc::default(),
         }
+    }
+
+    /// Lets responses with `status` pass the check that ends every browser
+    /// test: for a test that expects some requests to be refused.
+    pub(crate) fn allow(&self, status: StatusCode) {
+        self.allowed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(status);
     }
 
     /// Returns every response sent so far, oldest first.
@@ -522,12 +591,19 @@ impl Server {
     }
 
     /// Checks that no request was answered with an error, except the
-    /// browser's own request for a favicon.
+    /// browser's own request for a favicon and the statuses the test
+    /// [allowed](Self::allow).
     pub(crate) fn assert_no_errors(&self) {
+        let allowed = self
+            .allowed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let errors: Vec<Hit> = self
             .hits()
             .into_iter()
             .filter(|hit| hit.status.as_u16() >= 400 && hit.path != "/favicon.ico")
+            .filter(|hit| !allowed.contains(&hit.status))
             .collect();
         assert!(errors.is_empty(), "the server answered errors: {errors:?}");
     }
