@@ -75,7 +75,8 @@ enum Write {
     /// A new session: a record under a fresh id, created now or, for a
     /// session signed in again from a retired record, when that one was.
     Create {
-        edits: Edits,
+        data: Arc<[u8]>,
+        persistent: bool,
         created_at: Option<SystemTime>,
     },
     /// A stored session: a compare-and-set, or a rotation to a new id.
@@ -175,7 +176,8 @@ fn plan(pending: Pending, config: &Config) -> Result<Decision, Error> {
         // A new session is stored only once it holds a value.
         (Some(edits), None) if edits.empty => None,
         (Some(edits), None) => Some(Write::Create {
-            edits,
+            data: edits.bytes(),
+            persistent: edits.persistent,
             created_at: None,
         }),
     };
@@ -223,7 +225,8 @@ fn plan_retired(pending: Pending, retired: Retired, headers: Headers) -> Result<
         // this request's changes, under the absolute timeout of the
         // original.
         Write::Create {
-            edits,
+            data: edits.bytes(),
+            persistent: edits.persistent,
             created_at: Some(stored.created_at),
         }
     } else if !edits.changed {
@@ -280,9 +283,11 @@ impl Save {
         let mut headers = self.headers;
         let cookie = match self.write {
             None => None,
-            Some(Write::Create { edits, created_at }) => {
-                Some(create(&config, edits.bytes(), edits.persistent, created_at).await?)
-            }
+            Some(Write::Create {
+                data,
+                persistent,
+                created_at,
+            }) => Some(create(&config, data, persistent, created_at).await?),
             Some(Write::Replace(replace)) => replace.run(&config).await?,
         };
         headers.cookie = cookie.or(headers.cookie);
@@ -332,7 +337,7 @@ impl Replace {
     async fn run(mut self, config: &Config) -> Result<Option<CookieAction>, Error> {
         let store = &config.store;
         if self.forward {
-            match self.reload(config).await? {
+            match Box::pin(self.reload(config)).await? {
                 Reloaded::Changed | Reloaded::Unchanged { .. } => {}
                 Reloaded::Gone => return Err(gone()),
                 Reloaded::Retired { .. } => return Err(id_rotated()),
@@ -372,7 +377,9 @@ impl Replace {
                 return Ok(self.cookie(config, &record.id, record.expires_at, now));
             }
             event!(debug, session = %crate::trace::Fingerprint(&self.base.id), "session write conflict; re-applying changes");
-            match self.reload(config).await? {
+            // Boxed: only a lost race reloads, and the reload's state would
+            // otherwise enlarge every save's future.
+            match Box::pin(self.reload(config)).await? {
                 Reloaded::Changed => {}
                 // The stored record already holds what this request wanted
                 // (or, for a refresh, a newer deadline).
@@ -389,14 +396,11 @@ impl Replace {
                 // A second sign-in that lost the race to the first: a
                 // session of its own, from what the old id held.
                 Reloaded::Retired { created_at } if self.rotate.is_some() => {
-                    let cookie = create(
-                        config,
-                        self.edits.bytes(),
-                        self.edits.persistent,
-                        Some(created_at),
-                    )
-                    .await?;
-                    return Ok(Some(cookie));
+                    let data = self.edits.bytes();
+                    let persistent = self.edits.persistent;
+                    // Boxed: a rare path, kept out of every save's future.
+                    let creating = Box::pin(create(config, data, persistent, Some(created_at)));
+                    return Ok(Some(creating.await?));
                 }
                 Reloaded::Retired { .. } => {
                     event!(info, session = %crate::trace::Fingerprint(&self.base.id), "session moved to a new id concurrently; discarding changes");
