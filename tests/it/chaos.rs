@@ -35,8 +35,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::support;
-use crate::support::{App, Reply, key};
-use async_trait::async_trait;
+use crate::support::{App, Hook, NoRotate, Op, Reply, Wrapped, key};
 use axum::Router;
 use axum::body::Body;
 use axum::http::header::{COOKIE, SET_COOKIE};
@@ -73,23 +72,6 @@ impl Rng {
     /// Returns a number in `0..n`.
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Load,
-    Create,
-    Update,
-    Delete,
-    Rotate,
-}
-
-impl Op {
-    const ALL: [Op; 5] = [Op::Load, Op::Create, Op::Update, Op::Delete, Op::Rotate];
-
-    fn index(self) -> usize {
-        self as usize
     }
 }
 
@@ -154,35 +136,28 @@ struct Chaos {
 
 /// Wraps a store; while enabled, each call draws a fault from its
 /// operation's [`Plan`] with a seeded generator. Clones share everything.
-#[derive(Clone)]
-struct ChaosStore<St> {
-    inner: St,
-    chaos: Arc<Chaos>,
-}
+type ChaosStore<St> = Wrapped<St, Arc<Chaos>>;
 
 impl<St> ChaosStore<St> {
     fn new(inner: St, seed: u64, plans: [Plan; 5]) -> Self {
-        Self {
+        Self::with_hook(
             inner,
-            chaos: Arc::new(Chaos {
+            Arc::new(Chaos {
                 enabled: AtomicBool::new(false),
                 rng: Mutex::new(Rng(seed)),
                 plans,
                 injected: Default::default(),
             }),
-        }
+        )
     }
 
     fn enable(&self, enabled: bool) {
-        self.chaos.enabled.store(enabled, Ordering::SeqCst);
-    }
-
-    fn tally(&self, op: Op, kind: usize) -> Option<&AtomicUsize> {
-        self.chaos.injected.get(op.index())?.get(kind)
+        self.hook().enabled.store(enabled, Ordering::SeqCst);
     }
 
     fn injected(&self, op: Op, kind: usize) -> usize {
-        self.tally(op, kind)
+        self.hook()
+            .tally(op, kind)
             .map_or(0, |count| count.load(Ordering::SeqCst))
     }
 
@@ -191,24 +166,19 @@ impl<St> ChaosStore<St> {
     fn injected_total(&self, kind: usize) -> usize {
         Op::ALL.iter().map(|&op| self.injected(op, kind)).sum()
     }
+}
+
+impl Chaos {
+    fn tally(&self, op: Op, kind: usize) -> Option<&AtomicUsize> {
+        self.injected.get(op.index())?.get(kind)
+    }
 
     fn draw(&self, op: Op) -> Fault {
-        if !self.chaos.enabled.load(Ordering::SeqCst) {
+        if !self.enabled.load(Ordering::SeqCst) {
             return Fault::Pass;
         }
-        let plan = self
-            .chaos
-            .plans
-            .get(op.index())
-            .copied()
-            .unwrap_or_default();
-        let fault = plan.draw(
-            &mut self
-                .chaos
-                .rng
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
+        let plan = self.plans.get(op.index()).copied().unwrap_or_default();
+        let fault = plan.draw(&mut self.rng.lock().unwrap_or_else(PoisonError::into_inner));
         let kind = match fault {
             Fault::Pass => return fault,
             Fault::Fail => 0,
@@ -221,12 +191,15 @@ impl<St> ChaosStore<St> {
         }
         fault
     }
+}
 
+impl Hook for Arc<Chaos> {
     /// Runs `call` (a store call, lazy until awaited) under the drawn fault.
-    async fn run<T>(
+    async fn around<T: Send>(
         &self,
         op: Op,
-        call: impl Future<Output = Result<T, Error>>,
+        _id: &Id,
+        call: impl Future<Output = Result<T, Error>> + Send,
     ) -> Result<T, Error> {
         let injected =
             |what: &str| Error::store(std::io::Error::other(format!("injected: {op:?} {what}")));
@@ -250,64 +223,6 @@ impl<St> ChaosStore<St> {
                 Err(injected("reply lost"))
             }
         }
-    }
-}
-
-#[async_trait]
-impl<St: SessionStore> SessionStore for ChaosStore<St> {
-    async fn load(&self, id: &Id) -> Result<Option<Record>, Error> {
-        self.run(Op::Load, self.inner.load(id)).await
-    }
-
-    async fn create(&self, record: &Record) -> Result<Created, Error> {
-        self.run(Op::Create, self.inner.create(record)).await
-    }
-
-    async fn update(&self, record: &Record, expected_version: u64) -> Result<Updated, Error> {
-        self.run(Op::Update, self.inner.update(record, expected_version))
-            .await
-    }
-
-    async fn delete(&self, id: &Id) -> Result<(), Error> {
-        self.run(Op::Delete, self.inner.delete(id)).await
-    }
-
-    async fn rotate(
-        &self,
-        old: &Id,
-        expected_version: u64,
-        record: &Record,
-        retired: Option<&Record>,
-    ) -> Result<Rotated, Error> {
-        self.run(
-            Op::Rotate,
-            self.inner.rotate(old, expected_version, record, retired),
-        )
-        .await
-    }
-}
-
-/// Hides the inner store's `rotate`, so that the trait's provided,
-/// non-atomic rotation runs over the (failing) primitives.
-#[derive(Clone)]
-struct ProvidedRotate<St>(St);
-
-#[async_trait]
-impl<St: SessionStore> SessionStore for ProvidedRotate<St> {
-    async fn load(&self, id: &Id) -> Result<Option<Record>, Error> {
-        self.0.load(id).await
-    }
-
-    async fn create(&self, record: &Record) -> Result<Created, Error> {
-        self.0.create(record).await
-    }
-
-    async fn update(&self, record: &Record, expected_version: u64) -> Result<Updated, Error> {
-        self.0.update(record, expected_version).await
-    }
-
-    async fn delete(&self, id: &Id) -> Result<(), Error> {
-        self.0.delete(id).await
     }
 }
 
@@ -773,7 +688,9 @@ async fn run(config: Config) -> usize {
     let memory = MemoryStore::default();
     let chaos = ChaosStore::new(memory.clone(), seed, config.plans);
     let layer = if config.provided_rotate {
-        support::no_grace(ProvidedRotate(chaos.clone()), key(1))
+        // Hides the store's `rotate`, so that the trait's provided,
+        // non-atomic rotation runs over the (failing) primitives.
+        support::no_grace(NoRotate(chaos.clone()), key(1))
     } else {
         support::no_grace(chaos.clone(), key(1))
     };

@@ -13,31 +13,31 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::support;
-use crate::support::{App, key};
-use async_trait::async_trait;
+use crate::support::{App, Hook, Op, Wrapped, key};
 use axum::http::header::SET_COOKIE;
 use axum::http::{Method, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use session_layer::{
-    Created, Error, Id, MemoryStore, Record, Rotated, SessionLayer, SessionStore, Updated,
-};
+use session_layer::{Error, Id, MemoryStore, SessionLayer};
 
 const FLOOD: usize = 10_000;
 /// Concurrent senders; each sends `FLOOD / SENDERS` requests.
 const SENDERS: usize = 8;
 
 /// Counts every call and records how often each id was loaded.
+type Tally = Wrapped<MemoryStore, Calls>;
+
+/// The writes and the loads of each id so far, shared by the store's clones.
 #[derive(Clone, Default)]
-struct Tally {
-    inner: MemoryStore,
+struct Calls {
     writes: Arc<AtomicUsize>,
     loads: Arc<Mutex<HashMap<Id, usize>>>,
 }
 
 impl Tally {
     fn loads(&self) -> HashMap<Id, usize> {
-        self.loads
+        self.hook()
+            .loads
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -48,52 +48,28 @@ impl Tally {
     }
 
     fn writes(&self) -> usize {
-        self.writes.load(Ordering::SeqCst)
-    }
-
-    fn wrote(&self) {
-        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.hook().writes.load(Ordering::SeqCst)
     }
 }
 
-#[async_trait]
-impl SessionStore for Tally {
-    async fn load(&self, id: &Id) -> Result<Option<Record>, Error> {
-        *self
-            .loads
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(*id)
-            .or_default() += 1;
-        self.inner.load(id).await
-    }
-
-    async fn create(&self, record: &Record) -> Result<Created, Error> {
-        self.wrote();
-        self.inner.create(record).await
-    }
-
-    async fn update(&self, record: &Record, expected_version: u64) -> Result<Updated, Error> {
-        self.wrote();
-        self.inner.update(record, expected_version).await
-    }
-
-    async fn delete(&self, id: &Id) -> Result<(), Error> {
-        self.wrote();
-        self.inner.delete(id).await
-    }
-
-    async fn rotate(
+impl Hook for Calls {
+    async fn around<T: Send>(
         &self,
-        old: &Id,
-        expected_version: u64,
-        record: &Record,
-        retired: Option<&Record>,
-    ) -> Result<Rotated, Error> {
-        self.wrote();
-        self.inner
-            .rotate(old, expected_version, record, retired)
-            .await
+        op: Op,
+        id: &Id,
+        call: impl Future<Output = Result<T, Error>> + Send,
+    ) -> Result<T, Error> {
+        if op == Op::Load {
+            *self
+                .loads
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(*id)
+                .or_default() += 1;
+        } else {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+        }
+        call.await
     }
 }
 
@@ -163,7 +139,7 @@ async fn ten_thousand_anonymous_requests_touch_no_store() {
     .await;
     assert_eq!(store.total_loads(), 0, "no cookie, no load");
     assert_eq!(store.writes(), 0, "nothing to store, no write");
-    assert_eq!(store.inner.len(), 0, "no record");
+    assert_eq!(store.inner().len(), 0, "no record");
 }
 
 /// Replaces the character at `index` with another base64url character.
@@ -223,9 +199,9 @@ async fn forgeries(genuine: &str, memory: &MemoryStore) -> Vec<String> {
 async fn ten_thousand_forged_cookies_load_nothing_and_create_nothing() {
     let (app, store) = tallied();
     let genuine = app.start_session().await;
-    let forged = forgeries(&genuine, &store.inner).await;
+    let forged = forgeries(&genuine, store.inner()).await;
     assert!(forged.len() >= FLOOD);
-    let (loads, writes, records) = (store.total_loads(), store.writes(), store.inner.len());
+    let (loads, writes, records) = (store.total_loads(), store.writes(), store.inner().len());
 
     flood(
         &app,
@@ -254,7 +230,7 @@ async fn ten_thousand_forged_cookies_load_nothing_and_create_nothing() {
         "a forged cookie never reaches the store"
     );
     assert_eq!(store.writes(), writes);
-    assert_eq!(store.inner.len(), records);
+    assert_eq!(store.inner().len(), records);
     // The genuine session is untouched.
     assert_eq!(app.get("/get/k", Some(&genuine)).await.body, "v");
 }
@@ -292,7 +268,7 @@ async fn ten_thousand_unknown_signed_ids_load_once_each_and_are_never_adopted() 
         );
     }
     assert_eq!(store.writes(), 0, "an unknown id creates nothing");
-    assert_eq!(store.inner.len(), 0);
+    assert_eq!(store.inner().len(), 0);
 
     // A write through an unknown id starts a session under a fresh id: the
     // presented one is never adopted.
@@ -301,7 +277,7 @@ async fn ten_thousand_unknown_signed_ids_load_once_each_and_are_never_adopted() 
         assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
         let fresh = reply.session_value().expect("a write starts a session");
         assert_ne!(support::id_of(&fresh), support::id_of(value));
-        assert!(support::stored(&store.inner, value).await.is_none());
+        assert!(support::stored(store.inner(), value).await.is_none());
     }
-    assert_eq!(store.inner.len(), 100);
+    assert_eq!(store.inner().len(), 100);
 }

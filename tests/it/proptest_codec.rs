@@ -20,65 +20,41 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::support;
-use crate::support::{App, key};
-use async_trait::async_trait;
+use crate::support::{App, Hook, Op, Wrapped, key};
 use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
 use proptest::prelude::*;
-use session_layer::{
-    Created, Error, Id, MemoryStore, Record, Rotated, SessionLayer, SessionStore, Updated,
-};
+use session_layer::{Error, Id, MemoryStore, SessionLayer};
 
 /// The most cookies named like the session cookie that the layer checks
 /// (`codec::MAX_CANDIDATES`; the hook tests below assert the two agree).
 const MAX_CANDIDATES: usize = 8;
 
 /// Wraps a store and records the id of every `load`.
+type RecordingStore = Wrapped<MemoryStore, Loads>;
+
+/// The ids loaded so far, shared by the store's clones.
 #[derive(Clone, Default)]
-struct RecordingStore {
-    inner: MemoryStore,
-    loads: Arc<Mutex<Vec<Id>>>,
-}
+struct Loads(Arc<Mutex<Vec<Id>>>);
 
 impl RecordingStore {
     fn take_loads(&self) -> Vec<Id> {
-        std::mem::take(&mut *self.loads.lock().unwrap_or_else(PoisonError::into_inner))
+        std::mem::take(&mut *self.hook().0.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
-#[async_trait]
-impl SessionStore for RecordingStore {
-    async fn load(&self, id: &Id) -> Result<Option<Record>, Error> {
-        self.loads
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(*id);
-        self.inner.load(id).await
-    }
-
-    async fn create(&self, record: &Record) -> Result<Created, Error> {
-        self.inner.create(record).await
-    }
-
-    async fn update(&self, record: &Record, expected_version: u64) -> Result<Updated, Error> {
-        self.inner.update(record, expected_version).await
-    }
-
-    async fn delete(&self, id: &Id) -> Result<(), Error> {
-        self.inner.delete(id).await
-    }
-
-    async fn rotate(
+impl Hook for Loads {
+    async fn around<T: Send>(
         &self,
-        old: &Id,
-        expected_version: u64,
-        record: &Record,
-        retired: Option<&Record>,
-    ) -> Result<Rotated, Error> {
-        self.inner
-            .rotate(old, expected_version, record, retired)
-            .await
+        op: Op,
+        id: &Id,
+        call: impl Future<Output = Result<T, Error>> + Send,
+    ) -> Result<T, Error> {
+        if op == Op::Load {
+            self.0.lock().unwrap_or_else(PoisonError::into_inner).push(*id);
+        }
+        call.await
     }
 }
 

@@ -3,45 +3,20 @@
 //! a failure never loses the session, a write made meanwhile moves with it,
 //! and a logout meanwhile wins.
 
-use async_trait::async_trait;
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
 use session_layer::{Created, Error, Id, MemoryStore, Record, Rotated, SessionStore, Updated};
 
 use crate::support::{
-    self, App, CountingStore, FaultyStore, Op, join_within_5s, key, spawn_post, stored,
+    self, App, CountingStore, FaultyStore, NoRotate, Op, join_within_5s, key, spawn_post, stored,
 };
-
-/// A store that implements only the four required methods, so the layer
-/// runs the trait's provided `rotate`.
-#[derive(Clone)]
-struct NoRotate<St>(St);
-
-#[async_trait]
-impl<St: SessionStore> SessionStore for NoRotate<St> {
-    async fn load(&self, id: &Id) -> Result<Option<Record>, Error> {
-        self.0.load(id).await
-    }
-
-    async fn create(&self, record: &Record) -> Result<Created, Error> {
-        self.0.create(record).await
-    }
-
-    async fn update(&self, record: &Record, expected_version: u64) -> Result<Updated, Error> {
-        self.0.update(record, expected_version).await
-    }
-
-    async fn delete(&self, id: &Id) -> Result<(), Error> {
-        self.0.delete(id).await
-    }
-}
 
 /// The provided `rotate` keeps every promise of the public suite, the
 /// concurrent rotations with retired records included.
 #[cfg(feature = "conformance")]
 mod conformance {
     session_layer::store_conformance_tests!(|| async {
-        super::NoRotate(session_layer::MemoryStore::default())
+        crate::support::NoRotate(session_layer::MemoryStore::default())
     });
 }
 

@@ -7,8 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::support::TempDir;
 use crate::support::records::{create, record};
-use crate::support::{App, id_of, key};
-use async_trait::async_trait;
+use crate::support::{App, Keeps, Wrapped, id_of, key};
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
 use session_layer::{
@@ -17,55 +16,16 @@ use session_layer::{
 };
 
 /// A store on a database file in a directory of its own, removed with it.
-struct FileStore {
-    store: SqliteStore,
-    _dir: TempDir,
-}
+type FileStore = Wrapped<SqliteStore, Keeps<TempDir>>;
 
-impl FileStore {
-    async fn new() -> Self {
-        let dir = TempDir::new("session_layer_sqlite");
-        let store = SqliteStore::open(dir.path().join("sessions.db"))
-            .await
-            .expect("open the file");
-        store.migrate().await.expect("migrate");
-        Self { store, _dir: dir }
-    }
-}
-
-#[async_trait]
-impl SessionStore for FileStore {
-    async fn load(&self, id: &Id) -> Result<Option<Record>, Error> {
-        self.store.load(id).await
-    }
-
-    async fn create(&self, record: &Record) -> Result<Created, Error> {
-        self.store.create(record).await
-    }
-
-    async fn update(&self, record: &Record, expected_version: u64) -> Result<Updated, Error> {
-        self.store.update(record, expected_version).await
-    }
-
-    async fn delete(&self, id: &Id) -> Result<(), Error> {
-        self.store.delete(id).await
-    }
-
-    async fn rotate(
-        &self,
-        old: &Id,
-        expected_version: u64,
-        record: &Record,
-        retired: Option<&Record>,
-    ) -> Result<Rotated, Error> {
-        self.store
-            .rotate(old, expected_version, record, retired)
-            .await
-    }
+async fn file_store() -> FileStore {
+    let dir = TempDir::new("session_layer_sqlite");
+    let store = open(&dir.path().join("sessions.db")).await;
+    Wrapped::with_hook(store, Keeps(dir))
 }
 
 mod conformance_file {
-    session_layer::store_conformance_tests!(|| async { super::FileStore::new().await });
+    session_layer::store_conformance_tests!(|| async { super::file_store().await });
 }
 
 mod conformance_in_memory {
@@ -176,8 +136,8 @@ async fn an_in_memory_database_is_one_database_for_the_whole_pool() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_expired_removes_exactly_the_expired_rows() {
-    let file = FileStore::new().await;
-    let store = file.store.clone();
+    let file = file_store().await;
+    let store = file.inner().clone();
     let expired: Vec<Record> = (1..=5)
         .map(|n| record(Duration::from_millis(n * 10), true))
         .collect();
@@ -200,8 +160,8 @@ async fn delete_expired_removes_exactly_the_expired_rows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_rows_are_never_loaded_updated_or_kept_over_a_new_session() {
-    let file = FileStore::new().await;
-    let store = file.store.clone();
+    let file = file_store().await;
+    let store = file.inner().clone();
     let old = record(Duration::from_secs(1), true);
     create(&store, &old).await;
     assert!(store.load(&old.id).await.expect("load").is_none());
@@ -239,8 +199,8 @@ async fn expired_rows_are_never_loaded_updated_or_kept_over_a_new_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cleanup_task_runs_on_its_interval_and_stops_when_told() {
-    let file = FileStore::new().await;
-    let store = file.store.clone();
+    let file = file_store().await;
+    let store = file.inner().clone();
     let live = record(Duration::from_secs(3600), false);
     create(&store, &live).await;
     for _ in 0..2 {
@@ -283,8 +243,8 @@ async fn wait_for_rows(store: &SqliteStore, expected: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_table_name_is_refused() {
-    let file = FileStore::new().await;
-    let store = file.store.clone();
+    let file = file_store().await;
+    let store = file.inner().clone();
     for name in [
         "",
         "sessions; DROP TABLE users",
@@ -322,8 +282,8 @@ async fn an_invalid_table_name_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_row_is_an_error_not_a_panic() {
-    let file = FileStore::new().await;
-    let store = file.store.clone();
+    let file = file_store().await;
+    let store = file.inner().clone();
     // SQLite's loose typing lets a hand-made row break the schema's intent.
     for (column, value) in [
         ("version", "-1"),

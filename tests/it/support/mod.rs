@@ -5,7 +5,8 @@
 //!   `oneshot`, and reads the answer back; [`ManualClock`] is the clock the
 //!   tests move by hand.
 //! - [`CountingStore`] and [`FaultyStore`] wrap a real store (usually
-//!   [`MemoryStore`]) and only watch, fail or pause the calls the layer makes.
+//!   [`MemoryStore`]) and only watch, fail or pause the calls the layer makes;
+//!   they and the tests' own wrappers are a [`Wrapped`] store with a [`Hook`].
 //! - [`browser`], [`postgres`] and [`redis`] run the real programs the tests
 //!   talk to: Chromium with chromedriver, a PostgreSQL server, Redis servers
 //!   and clusters. [`records`] builds records by hand for the SQL stores'
@@ -31,7 +32,7 @@ pub(crate) mod redis;
 
 pub(crate) use app::{App, Reply, SetCookie, join, join_within_5s, routes, spawn_get, spawn_post};
 pub(crate) use clock::ManualClock;
-pub(crate) use stores::{CountingStore, FaultyStore, Gate, Op};
+pub(crate) use stores::{CountingStore, FaultyStore, Gate, Hook, Keeps, NoRotate, Op, Wrapped};
 #[cfg(any(
     feature = "redis-store",
     feature = "postgres-store",

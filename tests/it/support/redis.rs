@@ -15,11 +15,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use session_layer::redis::aio::MultiplexedConnection;
-use session_layer::{Created, Error, Id, Record, RedisStore, Rotated, SessionStore, Updated};
+use session_layer::RedisStore;
 
-use super::TempDir;
+use super::{Keeps, TempDir, Wrapped};
 
 const INSTALL_HINT: &str = "the Redis store's tests run a real Redis: install it with \
      `apt-get install redis-server` (it provides redis-server and redis-cli)";
@@ -356,49 +355,11 @@ impl RedisCluster {
 /// A [`RedisStore`] together with the server it talks to, so that the
 /// conformance macro's per-test store also owns (and stops) its server.
 /// Every call goes straight to the real store.
-#[derive(Debug)]
-pub(crate) struct ServedStore {
-    store: RedisStore,
-    _server: RedisServer,
-}
+pub(crate) type ServedStore = Wrapped<RedisStore, Keeps<RedisServer>>;
 
 impl ServedStore {
     pub(crate) async fn start() -> Self {
         let server = RedisServer::start().await;
-        Self {
-            store: server.store().await,
-            _server: server,
-        }
-    }
-}
-
-#[async_trait]
-impl SessionStore for ServedStore {
-    async fn load(&self, id: &Id) -> Result<Option<Record>, Error> {
-        self.store.load(id).await
-    }
-
-    async fn create(&self, record: &Record) -> Result<Created, Error> {
-        self.store.create(record).await
-    }
-
-    async fn update(&self, record: &Record, expected_version: u64) -> Result<Updated, Error> {
-        self.store.update(record, expected_version).await
-    }
-
-    async fn delete(&self, id: &Id) -> Result<(), Error> {
-        self.store.delete(id).await
-    }
-
-    async fn rotate(
-        &self,
-        old: &Id,
-        expected_version: u64,
-        record: &Record,
-        retired: Option<&Record>,
-    ) -> Result<Rotated, Error> {
-        self.store
-            .rotate(old, expected_version, record, retired)
-            .await
+        Self::with_hook(server.store().await, Keeps(server))
     }
 }

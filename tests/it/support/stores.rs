@@ -1,6 +1,9 @@
-//! Store wrappers that count, fail or pause the layer's calls.
+//! Store wrappers that count, fail, pause or watch the layer's calls. One
+//! generic [`Wrapped`] passes every call on to the real store it wraps; what
+//! each wrapper does around the call is its [`Hook`].
 
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -20,9 +23,9 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 5] = [Op::Load, Op::Create, Op::Update, Op::Delete, Op::Rotate];
+    pub(crate) const ALL: [Op; 5] = [Op::Load, Op::Create, Op::Update, Op::Delete, Op::Rotate];
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         match self {
             Op::Load => 0,
             Op::Create => 1,
@@ -33,28 +36,136 @@ impl Op {
     }
 }
 
+/// What a [`Wrapped`] store does around each call it passes on.
+pub(crate) trait Hook: Send + Sync {
+    /// Runs `call`, the wrapped store's `op` on the session `id` (the old id
+    /// for a rotation), which does nothing until it is awaited.
+    fn around<T: Send>(
+        &self,
+        op: Op,
+        id: &Id,
+        call: impl Future<Output = Result<T, Error>> + Send,
+    ) -> impl Future<Output = Result<T, Error>> + Send;
+}
+
+/// A real store and a [`Hook`] run around every call made to it. Clones
+/// share the store and whatever the hook shares.
+#[derive(Clone, Default)]
+pub(crate) struct Wrapped<St, H> {
+    inner: St,
+    hook: H,
+}
+
+impl<St, H> Wrapped<St, H> {
+    pub(crate) fn with_hook(inner: St, hook: H) -> Self {
+        Self { inner, hook }
+    }
+
+    /// The wrapped store, to reach it without the hook.
+    pub(crate) fn inner(&self) -> &St {
+        &self.inner
+    }
+
+    pub(crate) fn hook(&self) -> &H {
+        &self.hook
+    }
+}
+
+impl<St, H: fmt::Debug> fmt::Debug for Wrapped<St, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.hook.fmt(f)
+    }
+}
+
+#[async_trait]
+impl<St: SessionStore, H: Hook> SessionStore for Wrapped<St, H> {
+    async fn load(&self, id: &Id) -> Result<Option<Record>, Error> {
+        self.hook.around(Op::Load, id, self.inner.load(id)).await
+    }
+
+    async fn create(&self, record: &Record) -> Result<Created, Error> {
+        let call = self.inner.create(record);
+        self.hook.around(Op::Create, &record.id, call).await
+    }
+
+    async fn update(&self, record: &Record, expected_version: u64) -> Result<Updated, Error> {
+        let call = self.inner.update(record, expected_version);
+        self.hook.around(Op::Update, &record.id, call).await
+    }
+
+    async fn delete(&self, id: &Id) -> Result<(), Error> {
+        self.hook.around(Op::Delete, id, self.inner.delete(id)).await
+    }
+
+    async fn rotate(
+        &self,
+        old: &Id,
+        expected_version: u64,
+        record: &Record,
+        retired: Option<&Record>,
+    ) -> Result<Rotated, Error> {
+        let call = self.inner.rotate(old, expected_version, record, retired);
+        self.hook.around(Op::Rotate, old, call).await
+    }
+}
+
+/// The hook that only keeps `T` (a server, a directory) alive as long as the
+/// store: every call goes straight to the real store.
+#[derive(Debug)]
+pub(crate) struct Keeps<T>(pub(crate) T);
+
+impl<T: Send + Sync> Hook for Keeps<T> {
+    async fn around<R: Send>(
+        &self,
+        _op: Op,
+        _id: &Id,
+        call: impl Future<Output = Result<R, Error>> + Send,
+    ) -> Result<R, Error> {
+        call.await
+    }
+}
+
+/// A store that implements only the four required methods, so that the layer
+/// runs the trait's provided (non-atomic) `rotate` over them.
+#[derive(Clone)]
+pub(crate) struct NoRotate<St>(pub(crate) St);
+
+#[async_trait]
+impl<St: SessionStore> SessionStore for NoRotate<St> {
+    async fn load(&self, id: &Id) -> Result<Option<Record>, Error> {
+        self.0.load(id).await
+    }
+
+    async fn create(&self, record: &Record) -> Result<Created, Error> {
+        self.0.create(record).await
+    }
+
+    async fn update(&self, record: &Record, expected_version: u64) -> Result<Updated, Error> {
+        self.0.update(record, expected_version).await
+    }
+
+    async fn delete(&self, id: &Id) -> Result<(), Error> {
+        self.0.delete(id).await
+    }
+}
+
+/// The calls counted by a [`CountingStore`], by operation.
+#[derive(Clone, Default)]
+pub(crate) struct Counts(Arc<[AtomicUsize; 5]>);
+
 /// Wraps a store and counts the calls the layer makes to it.
 ///
 /// Clones share the counters, so a test keeps one clone and gives the other
 /// to the layer.
-#[derive(Clone)]
-pub(crate) struct CountingStore<St> {
-    inner: St,
-    counts: Arc<[AtomicUsize; 5]>,
-}
+pub(crate) type CountingStore<St> = Wrapped<St, Counts>;
 
 impl<St> CountingStore<St> {
     pub(crate) fn new(inner: St) -> Self {
-        Self {
-            inner,
-            counts: Arc::new(Default::default()),
-        }
+        Self::with_hook(inner, Counts::default())
     }
 
     pub(crate) fn count(&self, op: Op) -> usize {
-        self.counts
-            .get(op.index())
-            .map_or(0, |count| count.load(Ordering::SeqCst))
+        self.hook.count(op)
     }
 
     pub(crate) fn loads(&self) -> usize {
@@ -87,55 +198,35 @@ impl<St> CountingStore<St> {
     pub(crate) fn snapshot(&self) -> [usize; 5] {
         Op::ALL.map(|op| self.count(op))
     }
+}
 
-    fn hit(&self, op: Op) {
-        if let Some(count) = self.counts.get(op.index()) {
-            count.fetch_add(1, Ordering::SeqCst);
-        }
+impl Counts {
+    fn count(&self, op: Op) -> usize {
+        self.0
+            .get(op.index())
+            .map_or(0, |count| count.load(Ordering::SeqCst))
     }
 }
 
-impl<St> fmt::Debug for CountingStore<St> {
+impl fmt::Debug for Counts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CountingStore")
-            .field("counts", &self.snapshot())
+            .field("counts", &Op::ALL.map(|op| self.count(op)))
             .finish_non_exhaustive()
     }
 }
 
-#[async_trait]
-impl<St: SessionStore> SessionStore for CountingStore<St> {
-    async fn load(&self, id: &Id) -> Result<Option<Record>, Error> {
-        self.hit(Op::Load);
-        self.inner.load(id).await
-    }
-
-    async fn create(&self, record: &Record) -> Result<Created, Error> {
-        self.hit(Op::Create);
-        self.inner.create(record).await
-    }
-
-    async fn update(&self, record: &Record, expected_version: u64) -> Result<Updated, Error> {
-        self.hit(Op::Update);
-        self.inner.update(record, expected_version).await
-    }
-
-    async fn delete(&self, id: &Id) -> Result<(), Error> {
-        self.hit(Op::Delete);
-        self.inner.delete(id).await
-    }
-
-    async fn rotate(
+impl Hook for Counts {
+    async fn around<T: Send>(
         &self,
-        old: &Id,
-        expected_version: u64,
-        record: &Record,
-        retired: Option<&Record>,
-    ) -> Result<Rotated, Error> {
-        self.hit(Op::Rotate);
-        self.inner
-            .rotate(old, expected_version, record, retired)
-            .await
+        op: Op,
+        _id: &Id,
+        call: impl Future<Output = Result<T, Error>> + Send,
+    ) -> Result<T, Error> {
+        if let Some(count) = self.0.get(op.index()) {
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+        call.await
     }
 }
 
@@ -183,8 +274,9 @@ impl Gate {
     }
 }
 
+/// The faults a [`FaultyStore`] injects, shared by its clones.
 #[derive(Default)]
-struct Faults {
+pub(crate) struct Faults {
     failing: [AtomicBool; 5],
     /// The next call of each operation pauses at this gate.
     holds: Mutex<[Option<Arc<Gate>>; 5]>,
@@ -194,23 +286,16 @@ struct Faults {
 
 /// Wraps a store; a test can make any operation fail with a store error,
 /// pause the next call of an operation at a [`Gate`], or slow every call.
-#[derive(Clone)]
-pub(crate) struct FaultyStore<St> {
-    inner: St,
-    faults: Arc<Faults>,
-}
+pub(crate) type FaultyStore<St> = Wrapped<St, Arc<Faults>>;
 
 impl<St> FaultyStore<St> {
     pub(crate) fn new(inner: St) -> Self {
-        Self {
-            inner,
-            faults: Arc::new(Faults::default()),
-        }
+        Self::with_hook(inner, Arc::default())
     }
 
     /// Makes every call of `op` fail (`true`) or pass through (`false`).
     pub(crate) fn fail(&self, op: Op, failing: bool) {
-        if let Some(flag) = self.faults.failing.get(op.index()) {
+        if let Some(flag) = self.hook.failing.get(op.index()) {
             flag.store(failing, Ordering::SeqCst);
         }
     }
@@ -219,7 +304,7 @@ impl<St> FaultyStore<St> {
     pub(crate) fn hold_next(&self, op: Op) -> Arc<Gate> {
         let gate = Gate::new();
         let mut holds = self
-            .faults
+            .hook
             .holds
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -232,14 +317,15 @@ impl<St> FaultyStore<St> {
     /// Makes every call of `op` sleep for `delay` before it runs.
     pub(crate) fn delay(&self, op: Op, delay: Duration) {
         let millis = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-        if let Some(slot) = self.faults.delays.get(op.index()) {
+        if let Some(slot) = self.hook.delays.get(op.index()) {
             slot.store(millis, Ordering::SeqCst);
         }
     }
+}
 
+impl Faults {
     async fn enter(&self, op: Op) -> Result<(), Error> {
         let millis = self
-            .faults
             .delays
             .get(op.index())
             .map_or(0, |delay| delay.load(Ordering::SeqCst));
@@ -247,18 +333,13 @@ impl<St> FaultyStore<St> {
             tokio::time::sleep(Duration::from_millis(millis)).await;
         }
         let gate = {
-            let mut holds = self
-                .faults
-                .holds
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut holds = self.holds.lock().unwrap_or_else(PoisonError::into_inner);
             holds.get_mut(op.index()).and_then(Option::take)
         };
         if let Some(gate) = gate {
             gate.pause().await;
         }
         let failing = self
-            .faults
             .failing
             .get(op.index())
             .is_some_and(|flag| flag.load(Ordering::SeqCst));
@@ -272,44 +353,20 @@ impl<St> FaultyStore<St> {
     }
 }
 
-impl<St> fmt::Debug for FaultyStore<St> {
+impl fmt::Debug for Faults {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FaultyStore").finish_non_exhaustive()
     }
 }
 
-#[async_trait]
-impl<St: SessionStore> SessionStore for FaultyStore<St> {
-    async fn load(&self, id: &Id) -> Result<Option<Record>, Error> {
-        self.enter(Op::Load).await?;
-        self.inner.load(id).await
-    }
-
-    async fn create(&self, record: &Record) -> Result<Created, Error> {
-        self.enter(Op::Create).await?;
-        self.inner.create(record).await
-    }
-
-    async fn update(&self, record: &Record, expected_version: u64) -> Result<Updated, Error> {
-        self.enter(Op::Update).await?;
-        self.inner.update(record, expected_version).await
-    }
-
-    async fn delete(&self, id: &Id) -> Result<(), Error> {
-        self.enter(Op::Delete).await?;
-        self.inner.delete(id).await
-    }
-
-    async fn rotate(
+impl Hook for Arc<Faults> {
+    async fn around<T: Send>(
         &self,
-        old: &Id,
-        expected_version: u64,
-        record: &Record,
-        retired: Option<&Record>,
-    ) -> Result<Rotated, Error> {
-        self.enter(Op::Rotate).await?;
-        self.inner
-            .rotate(old, expected_version, record, retired)
-            .await
+        op: Op,
+        _id: &Id,
+        call: impl Future<Output = Result<T, Error>> + Send,
+    ) -> Result<T, Error> {
+        self.enter(op).await?;
+        call.await
     }
 }
