@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crate::support;
 use crate::support::{
-    App, CountingStore, FaultyStore, Gate, ManualClock, Op, join, join_within_5s, key, spawn_get,
-    spawn_post, stored,
+    App, CountingStore, FaultyStore, Gate, ManualClock, Op, join, key, post_ok, spawn_get,
+    spawn_post, stored, while_paused, while_paused_with,
 };
 use axum::Router;
 use axum::extract::Path;
@@ -62,11 +62,14 @@ fn slow_routes(gate: &Arc<Gate>) -> Router {
         )
 }
 
+/// Serves [`slow_routes`] pausing at `gate`, behind `layer`.
+fn slow_app(gate: &Arc<Gate>, layer: SessionLayer) -> App {
+    App::with_router(slow_routes(gate).layer(layer), "id")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_updates_are_all_counted() {
-    let memory = MemoryStore::default();
-    let store = CountingStore::new(memory.clone());
-    let app = App::new(SessionLayer::new(store.clone(), key(1)));
+    let (app, store, memory) = support::counted();
     let value = app.start_session().await;
 
     let tasks: Vec<_> = (0..200)
@@ -120,20 +123,19 @@ async fn writers_of_different_keys_both_survive() {
     let gate = Gate::new();
     let memory = MemoryStore::default();
     let store = CountingStore::new(memory.clone());
-    let router = slow_routes(&gate).layer(SessionLayer::new(store.clone(), key(1)));
-    let app = App::with_router(router, "id");
+    let app = slow_app(&gate, SessionLayer::new(store.clone(), key(1)));
     let value = app.start_session().await;
     let before = store.snapshot();
 
     // A loads version 1, inserts `a`, and waits.
     let slow = spawn_post(&app, "/slow/a/1", &value);
-    gate.reached().await;
-    // B loads version 1 too, inserts `b`, and saves version 2.
-    let reply = app.post("/set/b/2", Some(&value)).await;
-    assert_eq!(reply.status, StatusCode::OK);
+    let reply = while_paused(&gate, slow, async {
+        // B loads version 1 too, inserts `b`, and saves version 2.
+        let reply = app.post("/set/b/2", Some(&value)).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    })
+    .await;
     // A's compare-and-set fails; it reloads and re-applies its insert.
-    gate.open();
-    let reply = join(slow).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert!(reply.headers.get(SET_COOKIE).is_none());
 
@@ -197,20 +199,20 @@ async fn truly_concurrent_writers_of_different_keys_all_survive() {
 async fn concurrent_inserts_of_one_key_the_later_commit_wins() {
     let gate = Gate::new();
     let memory = MemoryStore::default();
-    let router = slow_routes(&gate).layer(SessionLayer::new(memory.clone(), key(1)));
-    let app = App::with_router(router, "id");
+    let app = slow_app(&gate, SessionLayer::new(memory.clone(), key(1)));
     let value = app.start_session().await;
 
     // A loads first but commits last.
     let slow = spawn_post(&app, "/slow/k/loaded-first", &value);
-    gate.reached().await;
-    assert_eq!(
-        app.post("/set/k/loaded-second", Some(&value)).await.status,
-        StatusCode::OK
-    );
-    assert_eq!(app.get("/get/k", Some(&value)).await.body, "loaded-second");
-    gate.open();
-    assert_eq!(join(slow).await.status, StatusCode::OK);
+    let reply = while_paused(&gate, slow, async {
+        assert_eq!(
+            app.post("/set/k/loaded-second", Some(&value)).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(app.get("/get/k", Some(&value)).await.body, "loaded-second");
+    })
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
 
     assert_eq!(app.get("/get/k", Some(&value)).await.body, "loaded-first");
     assert_eq!(
@@ -224,22 +226,20 @@ async fn a_slow_writer_cannot_recreate_a_destroyed_session() {
     let gate = Gate::new();
     let memory = MemoryStore::default();
     let store = CountingStore::new(memory.clone());
-    let router = slow_routes(&gate).layer(SessionLayer::new(store.clone(), key(1)));
-    let app = App::with_router(router, "id");
+    let app = slow_app(&gate, SessionLayer::new(store.clone(), key(1)));
     let value = app.start_session().await;
 
     let slow = spawn_post(&app, "/slow/x/1", &value);
-    gate.reached().await;
-    let reply = app.post("/destroy", Some(&value)).await;
-    assert!(
-        reply
-            .session_cookie()
-            .is_some_and(|cookie| cookie.is_removal())
-    );
-    assert_eq!(memory.len(), 0);
-
-    gate.open();
-    let reply = join(slow).await;
+    let reply = while_paused(&gate, slow, async {
+        let reply = app.post("/destroy", Some(&value)).await;
+        assert!(
+            reply
+                .session_cookie()
+                .is_some_and(|cookie| cookie.is_removal())
+        );
+        assert_eq!(memory.len(), 0);
+    })
+    .await;
     assert_eq!(
         reply.status,
         StatusCode::CONFLICT,
@@ -261,18 +261,11 @@ async fn a_slow_writer_cannot_recreate_a_destroyed_session() {
 async fn a_slow_update_cannot_recreate_a_destroyed_session() {
     let gate = Gate::new();
     let memory = MemoryStore::default();
-    let router = slow_routes(&gate).layer(SessionLayer::new(memory.clone(), key(1)));
-    let app = App::with_router(router, "id");
+    let app = slow_app(&gate, SessionLayer::new(memory.clone(), key(1)));
     let value = app.start_session().await;
 
     let slow = spawn_post(&app, "/slow-incr", &value);
-    gate.reached().await;
-    assert_eq!(
-        app.post("/destroy", Some(&value)).await.status,
-        StatusCode::OK
-    );
-    gate.open();
-    let reply = join(slow).await;
+    let reply = while_paused(&gate, slow, post_ok(&app, "/destroy", &value)).await;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
     assert!(reply.headers.get(SET_COOKIE).is_none());
     assert_eq!(memory.len(), 0);
@@ -288,18 +281,12 @@ async fn a_slow_reader_due_a_refresh_cannot_recreate_a_destroyed_session() {
         .clock(clock.source())
         .build()
         .expect("valid config");
-    let app = App::with_router(slow_routes(&gate).layer(layer), "id");
+    let app = slow_app(&gate, layer);
     let value = app.start_session().await;
 
     clock.at(30); // a refresh is due
     let slow = spawn_get(&app, "/slow-read", &value);
-    gate.reached().await;
-    assert_eq!(
-        app.post("/destroy", Some(&value)).await.status,
-        StatusCode::OK
-    );
-    gate.open();
-    let reply = join(slow).await;
+    let reply = while_paused(&gate, slow, post_ok(&app, "/destroy", &value)).await;
     assert_eq!(
         reply.status,
         StatusCode::OK,
@@ -319,18 +306,17 @@ async fn a_slow_reader_due_a_refresh_cannot_recreate_a_destroyed_session() {
 async fn a_slow_writer_cannot_recreate_a_rotated_id() {
     let gate = Gate::new();
     let memory = MemoryStore::default();
-    let router = slow_routes(&gate).layer(support::no_grace(memory.clone(), key(1)));
-    let app = App::with_router(router, "id");
+    let app = slow_app(&gate, support::no_grace(memory.clone(), key(1)));
     let old = app.start_session().await;
 
     let slow = spawn_post(&app, "/slow/x/1", &old);
-    gate.reached().await;
-    let reply = app.post("/cycle", Some(&old)).await;
-    let new = reply.session_value().expect("a new id");
-    assert_eq!(memory.len(), 1);
-
-    gate.open();
-    let reply = join(slow).await;
+    let (new, reply) = while_paused_with(&gate, slow, async {
+        let reply = app.post("/cycle", Some(&old)).await;
+        let new = reply.session_value().expect("a new id");
+        assert_eq!(memory.len(), 1);
+        new
+    })
+    .await;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
     assert!(reply.headers.get(SET_COOKIE).is_none(), "{reply:?}");
     assert_eq!(memory.len(), 1, "the old id was not written back");
@@ -349,15 +335,8 @@ async fn a_rotation_that_loses_a_race_keeps_the_winners_write() {
     // A has loaded version 1 and is about to rotate it.
     let at_rotate = faulty.hold_next(Op::Rotate);
     let cycling = spawn_post(&app, "/cycle", &old);
-    at_rotate.reached().await;
     // B saves version 2 under the old id meanwhile.
-    assert_eq!(
-        app.post("/set/b/2", Some(&old)).await.status,
-        StatusCode::OK
-    );
-    at_rotate.open();
-
-    let reply = join(cycling).await;
+    let reply = while_paused(&at_rotate, cycling, post_ok(&app, "/set/b/2", &old)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let new = reply.session_value().expect("rotated after a reload");
     assert_ne!(support::id_of(&new), support::id_of(&old));
@@ -373,22 +352,11 @@ async fn a_rotation_that_loses_a_race_keeps_the_winners_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_logout_during_a_slow_save_wins() {
-    let memory = MemoryStore::default();
-    let faulty = FaultyStore::new(memory.clone());
-    let app = App::new(SessionLayer::new(faulty.clone(), key(1)));
+    let (app, faulty, memory) = support::faulty();
     let value = app.start_session().await;
 
     // A's write reaches the store only after B's logout.
-    let at_update = faulty.hold_next(Op::Update);
-    let writing = spawn_post(&app, "/set/k/late", &value);
-    at_update.reached().await;
-    assert_eq!(
-        app.post("/destroy", Some(&value)).await.status,
-        StatusCode::OK
-    );
-    at_update.open();
-
-    let reply = join(writing).await;
+    let reply = support::logout_during_a_held_write(&app, &faulty, &value).await;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
     assert!(reply.headers.get(SET_COOKIE).is_none());
     assert_eq!(memory.len(), 0);
@@ -402,17 +370,11 @@ async fn running_out_of_save_attempts_answers_409_and_keeps_the_winner() {
         .max_save_attempts(1)
         .build()
         .expect("valid config");
-    let app = App::with_router(slow_routes(&gate).layer(layer), "id");
+    let app = slow_app(&gate, layer);
     let value = app.start_session().await;
 
     let slow = spawn_post(&app, "/slow/a/1", &value);
-    gate.reached().await;
-    assert_eq!(
-        app.post("/set/b/2", Some(&value)).await.status,
-        StatusCode::OK
-    );
-    gate.open();
-    let reply = join(slow).await;
+    let reply = while_paused(&gate, slow, post_ok(&app, "/set/b/2", &value)).await;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
     assert!(reply.headers.get(SET_COOKIE).is_none());
 
@@ -511,10 +473,7 @@ async fn an_update_closure_may_read_the_session_it_updates_scenario() {
         "id",
     );
     let value = app.start_session().await;
-    assert_eq!(
-        app.post("/step/5", Some(&value)).await.status,
-        StatusCode::OK
-    );
+    post_ok(&app, "/step/5", &value).await;
 
     let reply = app.post("/total", Some(&value)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
@@ -544,20 +503,17 @@ async fn reapplied_after_a_conflict_scenario() {
         "id",
     );
     let value = app.start_session().await;
-    assert_eq!(
-        app.post("/step/5", Some(&value)).await.status,
-        StatusCode::OK
-    );
+    post_ok(&app, "/step/5", &value).await;
 
     // A has computed 0 + 5 and waits at its write; B saves 0 + 5 first.
     let at_update = faulty.hold_next(Op::Update);
     let slow = spawn_post(&app, "/total", &value);
-    at_update.reached().await;
-    assert_eq!(app.post("/total", Some(&value)).await.body, "5");
-    // A's write is stale: the layer re-runs the closure (which reads the
+    let reply = while_paused(&at_update, slow, async {
+        assert_eq!(app.post("/total", Some(&value)).await.body, "5");
+    })
+    .await;
+    // A's write is stale: the layer re-ran the closure (which reads the
     // session again) on B's value.
-    at_update.open();
-    let reply = join_within_5s(slow).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(app.get("/total", Some(&value)).await.body, "10");
     assert_eq!(
@@ -571,27 +527,21 @@ async fn reapplied_after_a_conflict_scenario() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_later_insert_wins_even_with_the_value_it_loaded() {
-    let memory = MemoryStore::default();
-    let faulty = FaultyStore::new(memory.clone());
-    let app = App::new(SessionLayer::new(faulty.clone(), key(1)));
+    let (app, faulty, memory) = support::faulty();
     let value = app.start_session().await;
-    assert_eq!(
-        app.post("/set/theme/light", Some(&value)).await.status,
-        StatusCode::OK
-    );
+    post_ok(&app, "/set/theme/light", &value).await;
     let loaded = stored(&memory, &value).await.expect("stored");
 
     // A loads theme=light and re-inserts "light"; its write waits.
     let at_update = faulty.hold_next(Op::Update);
     let slow = spawn_post(&app, "/set/theme/light", &value);
-    at_update.reached().await;
-    // B inserts "dark" and commits first.
-    let reply = app.post("/set/theme/dark", Some(&value)).await;
-    assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(app.get("/get/theme", Some(&value)).await.body, "dark");
-
-    at_update.open();
-    let reply = join_within_5s(slow).await;
+    let reply = while_paused(&at_update, slow, async {
+        // B inserts "dark" and commits first.
+        let reply = app.post("/set/theme/dark", Some(&value)).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(app.get("/get/theme", Some(&value)).await.body, "dark");
+    })
+    .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert!(reply.headers.get(SET_COOKIE).is_none(), "{reply:?}");
     assert_eq!(
@@ -605,25 +555,19 @@ async fn the_later_insert_wins_even_with_the_value_it_loaded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_later_remove_wins_even_of_a_key_it_never_saw() {
-    let memory = MemoryStore::default();
-    let faulty = FaultyStore::new(memory.clone());
-    let app = App::new(SessionLayer::new(faulty.clone(), key(1)));
+    let (app, faulty, memory) = support::faulty();
     let value = app.start_session().await;
     let loaded = stored(&memory, &value).await.expect("stored");
 
     // A loads a session without `x` and removes `x`; its write waits.
     let at_update = faulty.hold_next(Op::Update);
     let slow = spawn_post(&app, "/remove/x", &value);
-    at_update.reached().await;
-    // B adds x = 1 and commits first.
-    assert_eq!(
-        app.post("/set/x/1", Some(&value)).await.status,
-        StatusCode::OK
-    );
-    assert_eq!(app.get("/get/x", Some(&value)).await.body, "1");
-
-    at_update.open();
-    let reply = join_within_5s(slow).await;
+    let reply = while_paused(&at_update, slow, async {
+        // B adds x = 1 and commits first.
+        post_ok(&app, "/set/x/1", &value).await;
+        assert_eq!(app.get("/get/x", Some(&value)).await.body, "1");
+    })
+    .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.body, "false", "x was absent when A removed it");
     assert_eq!(

@@ -9,13 +9,6 @@ use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderValue, StatusCode};
 use session_layer::{ErrorKind, MemoryStore, SameSite, SessionLayer};
 
-fn counted() -> (App, CountingStore<MemoryStore>, MemoryStore) {
-    let memory = MemoryStore::default();
-    let store = CountingStore::new(memory.clone());
-    let app = App::new(SessionLayer::new(store.clone(), key(1)));
-    (app, store, memory)
-}
-
 /// Replaces the character at `index` with another base64url character.
 fn flip(value: &str, index: usize) -> String {
     let mut bytes = value.as_bytes().to_vec();
@@ -26,7 +19,7 @@ fn flip(value: &str, index: usize) -> String {
 
 #[tokio::test]
 async fn forged_cookies_are_anonymous_without_any_store_load() {
-    let (app, store, memory) = counted();
+    let (app, store, memory) = support::counted();
     let value = app.start_session().await;
     assert_eq!(value.len(), 64);
 
@@ -335,7 +328,7 @@ async fn custom_attributes_are_sent() {
 
 #[tokio::test]
 async fn several_cookie_lines_and_binary_neighbours_do_not_hide_the_session() {
-    let (app, store, _memory) = counted();
+    let (app, store, _memory) = support::counted();
     let value = app.start_session().await;
     let line = |text: &str| HeaderValue::from_str(text).expect("valid header");
     let binary = HeaderValue::from_bytes(b"junk=\xff\xfe\x80; other=\xc3\x28").expect("obs-text");
@@ -410,7 +403,7 @@ async fn several_cookie_lines_and_binary_neighbours_do_not_hide_the_session() {
 
 #[tokio::test]
 async fn huge_and_random_cookie_headers_are_anonymous_and_never_panic() {
-    let (app, store, memory) = counted();
+    let (app, store, memory) = support::counted();
     let value = app.start_session().await;
     let loads = store.loads();
 

@@ -6,7 +6,7 @@ use std::error::Error as _;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::support;
-use crate::support::{App, FaultyStore, Op, Reply, join_within_5s, key, spawn_post, stored};
+use crate::support::{App, FaultyStore, Op, Reply, key, stored};
 use axum::http::header::{CONTENT_TYPE, SET_COOKIE, VARY};
 use axum::http::{Response, StatusCode};
 use axum::response::IntoResponse;
@@ -15,16 +15,25 @@ use session_layer::{
     ErrorKind, MemoryStore, Record, Session, SessionLayer, SessionRejection, SessionStore, Updated,
 };
 
-fn faulty() -> (App, FaultyStore<MemoryStore>, MemoryStore) {
-    let memory = MemoryStore::default();
-    let store = FaultyStore::new(memory.clone());
-    let app = App::new(SessionLayer::new(store.clone(), key(1)));
-    (app, store, memory)
+/// Lets `op` pass again, then checks that the session behind `value` is
+/// stored as it was `before` and still reads `k = v`.
+async fn unchanged_once_passing(
+    app: &App,
+    store: &FaultyStore<MemoryStore>,
+    memory: &MemoryStore,
+    op: Op,
+    value: &str,
+    before: &Record,
+) {
+    store.fail(op, false);
+    let after = stored(memory, value).await.expect("still stored");
+    assert_eq!((after.version, &after.data), (before.version, &before.data));
+    assert_eq!(app.get("/get/k", Some(value)).await.body, "v");
 }
 
 #[tokio::test]
 async fn a_failed_load_rejects_with_500_and_keeps_the_record() {
-    let (app, store, memory) = faulty();
+    let (app, store, memory) = support::faulty();
     let value = app.start_session().await;
     let before = stored(&memory, &value).await.expect("stored");
 
@@ -60,15 +69,12 @@ async fn a_failed_load_rejects_with_500_and_keeps_the_record() {
     // Anonymous requests do not load either.
     assert_eq!(app.get("/get/k", None).await.status, StatusCode::OK);
 
-    store.fail(Op::Load, false);
-    let after = stored(&memory, &value).await.expect("still stored");
-    assert_eq!((after.version, &after.data), (before.version, &before.data));
-    assert_eq!(app.get("/get/k", Some(&value)).await.body, "v");
+    unchanged_once_passing(&app, &store, &memory, Op::Load, &value, &before).await;
 }
 
 #[tokio::test]
 async fn a_failed_update_answers_500_and_changes_nothing() {
-    let (app, store, memory) = faulty();
+    let (app, store, memory) = support::faulty();
     let value = app.start_session().await;
     let before = stored(&memory, &value).await.expect("stored");
 
@@ -84,15 +90,12 @@ async fn a_failed_update_answers_500_and_changes_nothing() {
     assert!(reply.headers.get(SET_COOKIE).is_none(), "{reply:?}");
     assert!(!reply.body.contains(&support::id_of(&value).expose()));
 
-    store.fail(Op::Update, false);
-    let after = stored(&memory, &value).await.expect("still stored");
-    assert_eq!((after.version, &after.data), (before.version, &before.data));
-    assert_eq!(app.get("/get/k", Some(&value)).await.body, "v");
+    unchanged_once_passing(&app, &store, &memory, Op::Update, &value, &before).await;
 }
 
 #[tokio::test]
 async fn a_failed_create_answers_500_without_a_cookie() {
-    let (app, store, memory) = faulty();
+    let (app, store, memory) = support::faulty();
 
     store.fail(Op::Create, true);
     let reply = app.post("/set/k/v", None).await;
@@ -128,7 +131,7 @@ async fn a_full_store_answers_500_without_a_cookie() {
 
 #[tokio::test]
 async fn a_failed_rotation_keeps_the_old_session() {
-    let (app, store, memory) = faulty();
+    let (app, store, memory) = support::faulty();
     let value = app.start_session().await;
 
     store.fail(Op::Rotate, true);
@@ -142,7 +145,7 @@ async fn a_failed_rotation_keeps_the_old_session() {
 
 #[tokio::test]
 async fn a_failed_delete_keeps_the_cookie_and_the_session() {
-    let (app, store, memory) = faulty();
+    let (app, store, memory) = support::faulty();
     let value = app.start_session().await;
 
     store.fail(Op::Delete, true);
@@ -193,7 +196,7 @@ async fn the_save_error_hook_builds_the_response() {
 
 #[tokio::test]
 async fn the_default_save_error_is_plain_text() {
-    let (app, store, _memory) = faulty();
+    let (app, store, _memory) = support::faulty();
     store.fail(Op::Create, true);
     let reply = app.post("/set/k/v", None).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -262,9 +265,7 @@ fn varies_on_cookie(reply: &Reply) -> bool {
 
 #[tokio::test]
 async fn a_save_error_500_varies_on_cookie_and_sets_no_cookie() {
-    let memory = MemoryStore::default();
-    let faulty = FaultyStore::new(memory.clone());
-    let app = App::new(SessionLayer::new(faulty.clone(), key(1)));
+    let (app, faulty, _memory) = support::faulty();
     let value = app.start_session().await;
 
     faulty.fail(Op::Update, true);
@@ -288,21 +289,10 @@ async fn a_save_error_500_varies_on_cookie_and_sets_no_cookie() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_gone_409_varies_on_cookie_and_sets_no_cookie() {
-    let memory = MemoryStore::default();
-    let faulty = FaultyStore::new(memory.clone());
-    let app = App::new(SessionLayer::new(faulty.clone(), key(1)));
+    let (app, faulty, memory) = support::faulty();
     let value = app.start_session().await;
 
-    let at_update = faulty.hold_next(Op::Update);
-    let writing = spawn_post(&app, "/set/k/late", &value);
-    at_update.reached().await;
-    assert_eq!(
-        app.post("/destroy", Some(&value)).await.status,
-        StatusCode::OK
-    );
-    at_update.open();
-
-    let reply = join_within_5s(writing).await;
+    let reply = support::logout_during_a_held_write(&app, &faulty, &value).await;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
     assert!(varies_on_cookie(&reply), "{reply:?}");
     assert!(reply.headers.get(SET_COOKIE).is_none(), "{reply:?}");

@@ -15,16 +15,9 @@ use http_body_util::BodyExt as _;
 use session_layer::{LazySession, MemoryStore, Session, SessionLayer};
 use tower::ServiceExt as _;
 
-fn counted() -> (App, CountingStore<MemoryStore>, MemoryStore) {
-    let memory = MemoryStore::default();
-    let store = CountingStore::new(memory.clone());
-    let app = App::new(SessionLayer::new(store.clone(), key(1)));
-    (app, store, memory)
-}
-
 #[tokio::test]
 async fn round_trip_sets_the_cookie_once_with_secure_defaults() {
-    let (app, store, memory) = counted();
+    let (app, store, memory) = support::counted();
 
     let first = app.post("/set/k/hello", None).await;
     assert_eq!(first.status, StatusCode::OK);
@@ -88,7 +81,7 @@ async fn round_trip_sets_the_cookie_once_with_secure_defaults() {
 
 #[tokio::test]
 async fn vary_cookie_is_merged_with_the_handlers_vary() {
-    let (app, _store, _memory) = counted();
+    let (app, _store, _memory) = support::counted();
     let value = app.start_session().await;
 
     let reply = app.get("/vary", Some(&value)).await;
@@ -106,7 +99,7 @@ async fn vary_cookie_is_merged_with_the_handlers_vary() {
 
 #[tokio::test]
 async fn a_route_that_never_extracts_the_session_costs_nothing() {
-    let (app, store, memory) = counted();
+    let (app, store, memory) = support::counted();
     let value = app.start_session().await;
     let before = store.snapshot();
 
@@ -130,7 +123,7 @@ async fn a_route_that_never_extracts_the_session_costs_nothing() {
 
 #[tokio::test]
 async fn anonymous_readers_create_nothing() {
-    let (app, store, memory) = counted();
+    let (app, store, memory) = support::counted();
 
     for uri in ["/get/k", "/n", "/id", "/maybe", "/typed"] {
         let reply = app.get(uri, None).await;
@@ -158,7 +151,7 @@ async fn anonymous_readers_create_nothing() {
 
 #[tokio::test]
 async fn extracting_twice_loads_once_and_shares_the_handle() {
-    let (app, store, _memory) = counted();
+    let (app, store, _memory) = support::counted();
     let value = app.start_session().await;
     let loads = store.loads();
 
@@ -174,7 +167,7 @@ async fn extracting_twice_loads_once_and_shares_the_handle() {
 
 #[tokio::test]
 async fn remove_take_clear_and_update_are_saved() {
-    let (app, _store, memory) = counted();
+    let (app, _store, memory) = support::counted();
     let value = app.start_session().await;
     assert_eq!(
         app.post("/set/other/x", Some(&value)).await.status,
@@ -212,7 +205,7 @@ async fn remove_take_clear_and_update_are_saved() {
 
 #[tokio::test]
 async fn a_handlers_own_session_cookie_is_replaced() {
-    let (app, _store, _memory) = counted();
+    let (app, _store, _memory) = support::counted();
     let reply = app.post("/own-cookie", None).await;
     assert_eq!(reply.status, StatusCode::OK);
     // `session_cookie` asserts there is only one.
@@ -243,7 +236,7 @@ async fn the_extractor_without_the_layer_names_the_missing_layer() {
 
 #[tokio::test]
 async fn optional_session_is_none_for_anonymous_visitors() {
-    let (app, store, memory) = counted();
+    let (app, store, memory) = support::counted();
 
     let reply = app.get("/maybe", None).await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -269,7 +262,7 @@ async fn optional_session_is_none_for_anonymous_visitors() {
 
 #[tokio::test]
 async fn a_value_of_the_wrong_type_is_an_error_not_a_panic() {
-    let (app, _store, _memory) = counted();
+    let (app, _store, _memory) = support::counted();
     let value = app.start_session().await; // k = "v", a string
 
     let reply = app.get("/typed", Some(&value)).await;

@@ -11,8 +11,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::BodyExt as _;
-use session_layer::{Error, ErrorKind, LazySession, Session, SessionLayer};
+use session_layer::{Error, ErrorKind, LazySession, MemoryStore, Session, SessionLayer};
 use tokio::task::JoinHandle;
+
+use super::{CountingStore, FaultyStore, Gate, Op, key};
 use tower::ServiceExt as _;
 
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -270,6 +272,24 @@ impl App {
     }
 }
 
+/// An app on a [`CountingStore`] around a [`MemoryStore`], the counter and
+/// the memory store.
+pub(crate) fn counted() -> (App, CountingStore<MemoryStore>, MemoryStore) {
+    let memory = MemoryStore::default();
+    let store = CountingStore::new(memory.clone());
+    let app = App::new(SessionLayer::new(store.clone(), key(1)));
+    (app, store, memory)
+}
+
+/// An app on a [`FaultyStore`] around a [`MemoryStore`], the faulty store
+/// and the memory store.
+pub(crate) fn faulty() -> (App, FaultyStore<MemoryStore>, MemoryStore) {
+    let memory = MemoryStore::default();
+    let store = FaultyStore::new(memory.clone());
+    let app = App::new(SessionLayer::new(store.clone(), key(1)));
+    (app, store, memory)
+}
+
 /// Sends `POST uri` with `cookie` from a task of its own, so the test can act
 /// while the request is in flight.
 pub(crate) fn spawn_post(app: &App, uri: &str, cookie: &str) -> JoinHandle<Reply> {
@@ -299,6 +319,46 @@ pub(crate) async fn join_within_5s(task: JoinHandle<Reply>) -> Reply {
         .await
         .expect("the request finished within 5 s (no deadlock)")
         .expect("the request task did not panic")
+}
+
+/// Waits until `task` (a request sent by [`spawn_post`] or [`spawn_get`])
+/// pauses at `gate`, runs `meanwhile`, then opens the gate and returns what
+/// `meanwhile` gave and the paused request's reply (within 5 s).
+pub(crate) async fn while_paused_with<T>(
+    gate: &Gate,
+    task: JoinHandle<Reply>,
+    meanwhile: impl Future<Output = T>,
+) -> (T, Reply) {
+    gate.reached().await;
+    let outcome = meanwhile.await;
+    gate.open();
+    (outcome, join_within_5s(task).await)
+}
+
+/// [`while_paused_with`] for a `meanwhile` that gives nothing back.
+pub(crate) async fn while_paused(
+    gate: &Gate,
+    task: JoinHandle<Reply>,
+    meanwhile: impl Future<Output = ()>,
+) -> Reply {
+    while_paused_with(gate, task, meanwhile).await.1
+}
+
+/// Sends `POST uri` with `cookie` and checks that it answers 200.
+pub(crate) async fn post_ok(app: &App, uri: &str, cookie: &str) {
+    assert_eq!(app.post(uri, Some(cookie)).await.status, StatusCode::OK, "{uri}");
+}
+
+/// Sends `POST /set/k/late` and holds its write in `faulty` while the same
+/// session logs out (which must answer 200); returns the write's reply.
+pub(crate) async fn logout_during_a_held_write<St>(
+    app: &App,
+    faulty: &FaultyStore<St>,
+    cookie: &str,
+) -> Reply {
+    let at_update = faulty.hold_next(Op::Update);
+    let writing = spawn_post(app, "/set/k/late", cookie);
+    while_paused(&at_update, writing, post_ok(app, "/destroy", cookie)).await
 }
 
 /// A whole response: status, headers and the body as text.

@@ -30,7 +30,10 @@ pub(crate) mod records;
 #[cfg(feature = "redis-store")]
 pub(crate) mod redis;
 
-pub(crate) use app::{App, Reply, SetCookie, join, join_within_5s, routes, spawn_get, spawn_post};
+pub(crate) use app::{
+    App, Reply, SetCookie, counted, faulty, join, join_within_5s, logout_during_a_held_write,
+    post_ok, routes, spawn_get, spawn_post, while_paused, while_paused_with,
+};
 pub(crate) use clock::ManualClock;
 pub(crate) use stores::{CountingStore, FaultyStore, Gate, Hook, Keeps, NoRotate, Op, Wrapped};
 #[cfg(any(
