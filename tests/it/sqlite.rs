@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::support::TempDir;
+use crate::support::sql::{self, Table as _};
 use crate::support::records::{create, record};
 use crate::support::{App, Keeps, Wrapped, id_of, key};
 use axum::http::StatusCode;
@@ -44,15 +45,6 @@ async fn open(path: &Path) -> SqliteStore {
     store
 }
 
-/// Counts the rows of the store's table, expired or not.
-async fn rows(store: &SqliteStore) -> i64 {
-    let sql = format!("SELECT COUNT(*) FROM \"{}\"", store.table_name());
-    sqlx::query_scalar(&sql)
-        .fetch_one(store.pool())
-        .await
-        .expect("count the rows")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_survives_a_restart() {
     let dir = TempDir::new("session_layer_sqlite");
@@ -80,7 +72,7 @@ async fn a_session_survives_a_restart() {
     assert_eq!(reply.body, "ada");
     assert!(reply.headers.get(SET_COOKIE).is_none(), "the same session");
     assert_eq!(app.post("/incr", Some(&value)).await.body, "3");
-    assert_eq!(rows(&store).await, 1);
+    assert_eq!(store.rows().await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,43 +129,14 @@ async fn an_in_memory_database_is_one_database_for_the_whole_pool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_expired_removes_exactly_the_expired_rows() {
     let file = file_store().await;
-    let store = file.inner().clone();
-    let expired: Vec<Record> = (1..=5)
-        .map(|n| record(Duration::from_millis(n * 10), true))
-        .collect();
-    let live: Vec<Record> = (0..3)
-        .map(|_| record(Duration::from_secs(3600), false))
-        .collect();
-    for record in expired.iter().chain(&live) {
-        create(&store, record).await;
-    }
-    assert_eq!(rows(&store).await, 8);
-
-    assert_eq!(store.delete_expired().await.expect("delete_expired"), 5);
-    assert_eq!(rows(&store).await, 3);
-    for record in &live {
-        let loaded = store.load(&record.id).await.expect("load");
-        assert_eq!(loaded.map(|loaded| loaded.version), Some(1));
-    }
-    assert_eq!(store.delete_expired().await.expect("delete_expired"), 0);
+    sql::delete_expired_removes_exactly_the_expired_rows(file.inner()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_rows_are_never_loaded_updated_or_kept_over_a_new_session() {
     let file = file_store().await;
     let store = file.inner().clone();
-    let old = record(Duration::from_secs(1), true);
-    create(&store, &old).await;
-    assert!(store.load(&old.id).await.expect("load").is_none());
-    let next = Record {
-        version: 2,
-        expires_at: SystemTime::now() + Duration::from_secs(60),
-        ..old.clone()
-    };
-    assert_eq!(
-        store.update(&next, 1).await.expect("update"),
-        Updated::Stale
-    );
+    let (old, next) = sql::an_expired_row_is_neither_loaded_nor_updated(&store).await;
     let moved = record(Duration::from_secs(60), false);
     for retired in [None, Some(&next)] {
         assert_eq!(
@@ -186,85 +149,20 @@ async fn expired_rows_are_never_loaded_updated_or_kept_over_a_new_session() {
     }
     assert!(store.load(&old.id).await.expect("load").is_none());
     // A new session under the same id takes the expired row's place.
-    let fresh = Record {
-        id: old.id,
-        data: b"fresh"[..].into(),
-        ..record(Duration::from_secs(60), false)
-    };
-    create(&store, &fresh).await;
-    let loaded = store.load(&old.id).await.expect("load").expect("live");
-    assert_eq!(&*loaded.data, b"fresh");
-    assert_eq!(rows(&store).await, 1);
+    sql::a_new_session_takes_the_expired_rows_place(&store, &old).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cleanup_task_runs_on_its_interval_and_stops_when_told() {
     let file = file_store().await;
-    let store = file.inner().clone();
-    let live = record(Duration::from_secs(3600), false);
-    create(&store, &live).await;
-    for _ in 0..2 {
-        create(&store, &record(Duration::from_millis(300), false)).await;
-    }
-
-    let cleanup = store.spawn_cleanup(Duration::from_millis(100));
-    // Nothing has expired yet: the task must not delete live rows.
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(rows(&store).await, 3);
-    wait_for_rows(&store, 1).await;
-    assert!(!cleanup.is_finished());
-    cleanup.stop().await;
-
-    // Stopped: an expired row stays.
-    create(&store, &record(Duration::from_millis(50), false)).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(rows(&store).await, 2, "a stopped task deleted a row");
-
-    // Dropping the handle stops the task too.
-    let cleanup = store.spawn_cleanup(Duration::from_millis(100));
-    wait_for_rows(&store, 1).await;
-    drop(cleanup);
-    create(&store, &record(Duration::from_millis(50), false)).await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(rows(&store).await, 2, "a dropped task deleted a row");
-    assert!(store.load(&live.id).await.expect("load").is_some());
-}
-
-/// Waits up to 5 seconds for the table to hold `expected` rows.
-async fn wait_for_rows(store: &SqliteStore, expected: i64) {
-    for _ in 0..100 {
-        if rows(store).await == expected {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(rows(store).await, expected, "the cleanup task did not run");
+    sql::the_cleanup_task_runs_on_its_interval_and_stops_when_told(file.inner()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_table_name_is_refused() {
     let file = file_store().await;
     let store = file.inner().clone();
-    for name in [
-        "",
-        "sessions; DROP TABLE users",
-        "x\"; DROP TABLE users; --",
-        "main.sessions",
-        "9lives",
-        "ümlaut",
-        &"a".repeat(49),
-    ] {
-        let error = SqliteStore::builder()
-            .table_name(name)
-            .build(store.pool().clone())
-            .expect_err(name);
-        assert_eq!(error.kind(), ErrorKind::Config, "{name}");
-        assert_eq!(
-            error.to_string(),
-            "invalid session layer configuration: a session table name must be 1 to 48 \
-             ASCII letters, digits or underscores, and must not start with a digit"
-        );
-    }
+    sql::invalid_table_names_are_refused(store.pool(), "main.sessions");
     // Quoted names: keywords and mixed case work; two tables, two stores.
     let plain = store.clone();
     let keyword = SqliteStore::builder()
@@ -291,21 +189,7 @@ async fn a_corrupt_row_is_an_error_not_a_panic() {
         ("expires_at", "'soon'"),
         ("created_at", "-5"),
     ] {
-        let record = record(Duration::from_secs(60), false);
-        create(&store, &record).await;
-        let sql = format!(
-            "UPDATE \"{}\" SET {column} = {value} WHERE id = $1",
-            store.table_name()
-        );
-        sqlx::query(&sql)
-            .bind(record.id.as_bytes().as_slice())
-            .execute(store.pool())
-            .await
-            .expect("corrupt the row");
-        match store.load(&record.id).await {
-            Err(error) => assert_eq!(error.kind(), ErrorKind::Deserialize, "{column} = {value}"),
-            Ok(loaded) => panic!("{column} = {value} loaded as {loaded:?}"),
-        }
+        sql::a_corrupt_row_is_an_error(&store, column, value).await;
     }
 }
 

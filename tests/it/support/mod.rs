@@ -10,7 +10,7 @@
 //! - [`browser`], [`postgres`] and [`redis`] run the real programs the tests
 //!   talk to: Chromium with chromedriver, a PostgreSQL server, Redis servers
 //!   and clusters. [`records`] builds records by hand for the SQL stores'
-//!   tests, and [`TempDir`] holds what the servers and databases write.
+//!   tests, [`sql`] holds the tests both SQL stores run, and [`TempDir`] holds what the servers and databases write.
 
 mod app;
 mod clock;
@@ -29,6 +29,8 @@ pub(crate) mod postgres;
 pub(crate) mod records;
 #[cfg(feature = "redis-store")]
 pub(crate) mod redis;
+#[cfg(any(feature = "postgres-store", feature = "sqlite-store"))]
+pub(crate) mod sql;
 
 pub(crate) use app::{
     App, Reply, SetCookie, counted, faulty, join, join_within_5s, logout_during_a_held_write,
