@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::support;
-use crate::support::{App, Hook, NoRotate, Op, Reply, Wrapped, key};
+use crate::support::{App, Call, Hook, NoRotate, Op, Reply, Wrapped, key};
 use axum::Router;
 use axum::body::Body;
 use axum::http::header::{COOKIE, SET_COOKIE};
@@ -195,12 +195,7 @@ impl Chaos {
 
 impl Hook for Arc<Chaos> {
     /// Runs `call` (a store call, lazy until awaited) under the drawn fault.
-    async fn around<T: Send>(
-        &self,
-        op: Op,
-        _id: &Id,
-        call: impl Future<Output = Result<T, Error>> + Send,
-    ) -> Result<T, Error> {
+    async fn around<T: Send>(&self, op: Op, _id: &Id, call: impl Call<T>) -> Result<T, Error> {
         let injected =
             |what: &str| Error::store(std::io::Error::other(format!("injected: {op:?} {what}")));
         match self.draw(op) {

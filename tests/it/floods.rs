@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::support;
-use crate::support::{App, Hook, Op, Wrapped, key};
+use crate::support::{App, Call, Hook, Op, Wrapped, key};
 use axum::http::header::SET_COOKIE;
 use axum::http::{Method, StatusCode};
 use base64::Engine as _;
@@ -53,12 +53,7 @@ impl Tally {
 }
 
 impl Hook for Calls {
-    async fn around<T: Send>(
-        &self,
-        op: Op,
-        id: &Id,
-        call: impl Future<Output = Result<T, Error>> + Send,
-    ) -> Result<T, Error> {
+    async fn around<T: Send>(&self, op: Op, id: &Id, call: impl Call<T>) -> Result<T, Error> {
         if op == Op::Load {
             *self
                 .loads

@@ -20,7 +20,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::support;
-use crate::support::{App, Hook, Op, Wrapped, key};
+use crate::support::{App, Call, Hook, Op, Wrapped, key};
 use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
@@ -45,14 +45,12 @@ impl RecordingStore {
 }
 
 impl Hook for Loads {
-    async fn around<T: Send>(
-        &self,
-        op: Op,
-        id: &Id,
-        call: impl Future<Output = Result<T, Error>> + Send,
-    ) -> Result<T, Error> {
+    async fn around<T: Send>(&self, op: Op, id: &Id, call: impl Call<T>) -> Result<T, Error> {
         if op == Op::Load {
-            self.0.lock().unwrap_or_else(PoisonError::into_inner).push(*id);
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(*id);
         }
         call.await
     }

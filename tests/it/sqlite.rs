@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::support::TempDir;
-use crate::support::sql::{self, Table as _};
 use crate::support::records::{create, record};
+use crate::support::sql::{self, Table as _};
 use crate::support::{App, Keeps, Wrapped, id_of, key};
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;

@@ -346,7 +346,11 @@ pub(crate) async fn while_paused(
 
 /// Sends `POST uri` with `cookie` and checks that it answers 200.
 pub(crate) async fn post_ok(app: &App, uri: &str, cookie: &str) {
-    assert_eq!(app.post(uri, Some(cookie)).await.status, StatusCode::OK, "{uri}");
+    assert_eq!(
+        app.post(uri, Some(cookie)).await.status,
+        StatusCode::OK,
+        "{uri}"
+    );
 }
 
 /// Sends `POST /set/k/late` and holds its write in `faulty` while the same

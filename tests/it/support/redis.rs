@@ -15,8 +15,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use session_layer::redis::aio::MultiplexedConnection;
 use session_layer::RedisStore;
+use session_layer::redis::aio::MultiplexedConnection;
 
 use super::{Keeps, TempDir, Wrapped};
 

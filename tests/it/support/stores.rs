@@ -36,6 +36,11 @@ impl Op {
     }
 }
 
+/// A call to the wrapped store, which does nothing until it is awaited.
+pub(crate) trait Call<T>: Future<Output = Result<T, Error>> + Send {}
+
+impl<T, F: Future<Output = Result<T, Error>> + Send> Call<T> for F {}
+
 /// What a [`Wrapped`] store does around each call it passes on.
 pub(crate) trait Hook: Send + Sync {
     /// Runs `call`, the wrapped store's `op` on the session `id` (the old id
@@ -44,7 +49,7 @@ pub(crate) trait Hook: Send + Sync {
         &self,
         op: Op,
         id: &Id,
-        call: impl Future<Output = Result<T, Error>> + Send,
+        call: impl Call<T>,
     ) -> impl Future<Output = Result<T, Error>> + Send;
 }
 
@@ -94,7 +99,9 @@ impl<St: SessionStore, H: Hook> SessionStore for Wrapped<St, H> {
     }
 
     async fn delete(&self, id: &Id) -> Result<(), Error> {
-        self.hook.around(Op::Delete, id, self.inner.delete(id)).await
+        self.hook
+            .around(Op::Delete, id, self.inner.delete(id))
+            .await
     }
 
     async fn rotate(
@@ -115,12 +122,7 @@ impl<St: SessionStore, H: Hook> SessionStore for Wrapped<St, H> {
 pub(crate) struct Keeps<T>(pub(crate) T);
 
 impl<T: Send + Sync> Hook for Keeps<T> {
-    async fn around<R: Send>(
-        &self,
-        _op: Op,
-        _id: &Id,
-        call: impl Future<Output = Result<R, Error>> + Send,
-    ) -> Result<R, Error> {
+    async fn around<R: Send>(&self, _op: Op, _id: &Id, call: impl Call<R>) -> Result<R, Error> {
         call.await
     }
 }
@@ -217,12 +219,7 @@ impl fmt::Debug for Counts {
 }
 
 impl Hook for Counts {
-    async fn around<T: Send>(
-        &self,
-        op: Op,
-        _id: &Id,
-        call: impl Future<Output = Result<T, Error>> + Send,
-    ) -> Result<T, Error> {
+    async fn around<T: Send>(&self, op: Op, _id: &Id, call: impl Call<T>) -> Result<T, Error> {
         if let Some(count) = self.0.get(op.index()) {
             count.fetch_add(1, Ordering::SeqCst);
         }
@@ -360,12 +357,7 @@ impl fmt::Debug for Faults {
 }
 
 impl Hook for Arc<Faults> {
-    async fn around<T: Send>(
-        &self,
-        op: Op,
-        _id: &Id,
-        call: impl Future<Output = Result<T, Error>> + Send,
-    ) -> Result<T, Error> {
+    async fn around<T: Send>(&self, op: Op, _id: &Id, call: impl Call<T>) -> Result<T, Error> {
         self.enter(op).await?;
         call.await
     }
