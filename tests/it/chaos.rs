@@ -41,9 +41,7 @@ use axum::body::Body;
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::{Method, Request, StatusCode};
 use axum::routing::get;
-use session_layer::{
-    Created, Error, ErrorKind, Id, MemoryStore, Record, Rotated, Session, SessionStore, Updated,
-};
+use session_layer::{Error, ErrorKind, Id, MemoryStore, Session};
 
 const CLIENTS: usize = 32;
 const REQUESTS: usize = 50;

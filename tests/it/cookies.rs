@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::support;
-use crate::support::{App, CountingStore, key};
+use crate::support::{App, key};
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderValue, StatusCode};
 use session_layer::{ErrorKind, MemoryStore, SameSite, SessionLayer};

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 
 use crate::support;
-use crate::support::{App, CountingStore, Reply, key};
+use crate::support::{App, Reply, key};
 use axum::Router;
 use axum::body::Body;
 use axum::http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};

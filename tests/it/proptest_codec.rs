@@ -256,7 +256,7 @@ fn fixture() -> Fixture {
             .start_session()
             .await;
         let other_name = App::named(
-            SessionLayer::builder(store.inner.clone(), key(1))
+            SessionLayer::builder(store.inner().clone(), key(1))
                 .cookie_name("sid")
                 .build()
                 .expect("a valid configuration"),
@@ -301,7 +301,7 @@ proptest! {
         let fixture = fixture_once!();
         let headers = fixture.cookies.render(&lines);
         let expect_valid = valid_is_within_the_bound(&headers, fixture.cookies.valid.as_bytes());
-        let records = fixture.store.inner.len();
+        let records = fixture.store.inner().len();
 
         let reply = fixture
             .runtime
@@ -316,7 +316,7 @@ proptest! {
         } else {
             prop_assert!(loads.is_empty(), "loaded {} ids", loads.len());
         }
-        prop_assert_eq!(fixture.store.inner.len(), records);
+        prop_assert_eq!(fixture.store.inner().len(), records);
     }
 
     /// Raw bytes, in any number of `Cookie` lines, through the layer: always

@@ -5,7 +5,7 @@
 
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
-use session_layer::{Created, Error, Id, MemoryStore, Record, Rotated, SessionStore, Updated};
+use session_layer::{Created, Id, MemoryStore, Record, Rotated, SessionStore, Updated};
 
 use crate::support::{
     self, App, CountingStore, FaultyStore, NoRotate, Op, join_within_5s, key, spawn_post, stored,

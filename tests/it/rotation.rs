@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use session_layer::{Error, ErrorKind, MemoryStore, Session, SessionLayer, SessionStore};
 
-use crate::support::{self, App, Gate, Reply, join, key, spawn_post};
+use crate::support::{App, Gate, Reply, join, key, spawn_post};
 
 type Store = Arc<dyn SessionStore>;
 /// Whatever keeps a store's server alive for the test.
@@ -390,7 +390,10 @@ on_store!(sqlite_store, sqlite());
 
 #[cfg(feature = "postgres-store")]
 async fn postgres() -> (Store, Guard) {
-    (Arc::new(support::postgres::store().await), Box::new(()))
+    (
+        Arc::new(crate::support::postgres::store().await),
+        Box::new(()),
+    )
 }
 
 #[cfg(feature = "postgres-store")]
@@ -398,7 +401,7 @@ on_store!(postgres_store, postgres());
 
 #[cfg(feature = "redis-store")]
 async fn redis() -> (Store, Guard) {
-    let server = support::redis::RedisServer::start().await;
+    let server = crate::support::redis::RedisServer::start().await;
     (Arc::new(server.store().await), Box::new(server))
 }
 

@@ -3,7 +3,7 @@
 //! expiry and the cleanup task, and table names.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crate::support::TempDir;
 use crate::support::records::{create, record};
@@ -11,10 +11,7 @@ use crate::support::sql::{self, Table as _};
 use crate::support::{App, Keeps, Wrapped, id_of, key};
 use axum::http::StatusCode;
 use axum::http::header::SET_COOKIE;
-use session_layer::{
-    Created, Error, ErrorKind, Id, Record, Rotated, SessionLayer, SessionStore, SqliteStore,
-    Updated,
-};
+use session_layer::{ErrorKind, Rotated, SessionLayer, SessionStore, SqliteStore};
 
 /// A store on a database file in a directory of its own, removed with it.
 type FileStore = Wrapped<SqliteStore, Keeps<TempDir>>;

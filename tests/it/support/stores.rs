@@ -42,7 +42,7 @@ pub(crate) trait Call<T>: Future<Output = Result<T, Error>> + Send {}
 impl<T, F: Future<Output = Result<T, Error>> + Send> Call<T> for F {}
 
 /// What a [`Wrapped`] store does around each call it passes on.
-pub(crate) trait Hook: Send + Sync {
+pub(crate) trait Hook: Send + Sync + 'static {
     /// Runs `call`, the wrapped store's `op` on the session `id` (the old id
     /// for a rotation), which does nothing until it is awaited.
     fn around<T: Send>(
@@ -121,7 +121,7 @@ impl<St: SessionStore, H: Hook> SessionStore for Wrapped<St, H> {
 #[derive(Debug)]
 pub(crate) struct Keeps<T>(pub(crate) T);
 
-impl<T: Send + Sync> Hook for Keeps<T> {
+impl<T: Send + Sync + 'static> Hook for Keeps<T> {
     async fn around<R: Send>(&self, _op: Op, _id: &Id, call: impl Call<R>) -> Result<R, Error> {
         call.await
     }
