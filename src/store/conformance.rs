@@ -359,10 +359,7 @@ pub async fn rotate_moves_record(store: &dyn SessionStore) {
     const CHECK: &str = "rotate_moves_record";
     let old = record(CHECK, b"moving".to_vec());
     create(store, &old, CHECK).await;
-    let moved = Record {
-        id: new_id(CHECK),
-        ..next(&old, b"moved".to_vec())
-    };
+    let moved = moved(&old, b"moved", CHECK);
     assert_eq!(
         rotate(store, &old.id, old.version, &moved, None, CHECK).await,
         Rotated::Rotated,
@@ -393,10 +390,7 @@ pub async fn rotate_stale_version(store: &dyn SessionStore) {
     for retiring in [false, true] {
         let old = record(CHECK, b"stays".to_vec());
         create(store, &old, CHECK).await;
-        let moved = Record {
-            id: new_id(CHECK),
-            ..next(&old, b"moved".to_vec())
-        };
+        let moved = moved(&old, b"moved", CHECK);
         let retired = retiring.then(|| retired(&old, b"retired".to_vec()));
         assert_eq!(
             rotate(
@@ -479,10 +473,7 @@ pub async fn rotate_deleted_record(store: &dyn SessionStore) {
         let old = record(CHECK, b"logged out".to_vec());
         create(store, &old, CHECK).await;
         delete(store, &old.id, CHECK).await;
-        let moved = Record {
-            id: new_id(CHECK),
-            ..next(&old, b"moved".to_vec())
-        };
+        let moved = moved(&old, b"moved", CHECK);
         let retired = retiring.then(|| retired(&old, b"retired".to_vec()));
         assert_eq!(
             rotate(store, &old.id, old.version, &moved, retired.as_ref(), CHECK).await,
@@ -511,10 +502,7 @@ pub async fn rotate_leaves_the_retired_record(store: &dyn SessionStore) {
     const CHECK: &str = "rotate_leaves_the_retired_record";
     let old = record(CHECK, b"signing in".to_vec());
     create(store, &old, CHECK).await;
-    let moved = Record {
-        id: new_id(CHECK),
-        ..next(&old, b"signed in".to_vec())
-    };
+    let moved = moved(&old, b"signed in", CHECK);
     // Times unlike the old record's, so a store that keeps those is caught.
     let retired = Record {
         created_at: old.created_at + Duration::from_millis(7),
@@ -554,10 +542,7 @@ pub async fn the_old_version_is_stale_after_rotate(store: &dyn SessionStore) {
     const CHECK: &str = "the_old_version_is_stale_after_rotate";
     let old = record(CHECK, b"before".to_vec());
     create(store, &old, CHECK).await;
-    let moved = Record {
-        id: new_id(CHECK),
-        ..next(&old, b"after".to_vec())
-    };
+    let moved = moved(&old, b"after", CHECK);
     let retired = retired(&old, b"retired".to_vec());
     assert_eq!(
         rotate(store, &old.id, old.version, &moved, Some(&retired), CHECK).await,
@@ -621,10 +606,7 @@ pub async fn rotate_with_retired_is_stale_when_the_old_record_moved(store: &dyn 
         update(store, &written, old.version, CHECK).await,
         Updated::Updated
     );
-    let moved = Record {
-        id: new_id(CHECK),
-        ..next(&old, b"moved".to_vec())
-    };
+    let moved = moved(&old, b"moved", CHECK);
     let retired = retired(&old, b"retired".to_vec());
     assert_eq!(
         rotate(store, &old.id, old.version, &moved, Some(&retired), CHECK).await,
@@ -863,10 +845,7 @@ pub async fn a_retired_record_expires_by_itself(store: &dyn SessionStore) {
     const CHECK: &str = "a_retired_record_expires_by_itself";
     let old = record(CHECK, b"long-lived".to_vec());
     create(store, &old, CHECK).await;
-    let moved = Record {
-        id: new_id(CHECK),
-        ..next(&old, b"moved".to_vec())
-    };
+    let moved = moved(&old, b"moved", CHECK);
     let retired = Record {
         expires_at: now() + Duration::from_secs(1),
         ..retired(&old, b"short-lived".to_vec())
@@ -1009,6 +988,15 @@ fn retired(old: &Record, data: Vec<u8>) -> Record {
     Record {
         expires_at: now() + Duration::from_secs(60),
         ..next(old, data)
+    }
+}
+
+/// Returns `old`'s next version under a fresh id, holding `data`: what a
+/// rotation stores.
+fn moved(old: &Record, data: &[u8], check: &str) -> Record {
+    Record {
+        id: new_id(check),
+        ..next(old, data.to_vec())
     }
 }
 
