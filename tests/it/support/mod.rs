@@ -37,9 +37,9 @@ pub(crate) use app::{
     post_ok, routes, spawn_get, spawn_post, while_paused, while_paused_with,
 };
 pub(crate) use clock::ManualClock;
-pub(crate) use stores::{
-    Call, CountingStore, FaultyStore, Gate, Hook, Keeps, NoRotate, Op, Wrapped,
-};
+#[cfg(any(feature = "sqlite-store", feature = "redis-store"))]
+pub(crate) use stores::Keeps;
+pub(crate) use stores::{Call, CountingStore, FaultyStore, Gate, Hook, NoRotate, Op, Wrapped};
 #[cfg(any(
     feature = "redis-store",
     feature = "postgres-store",

@@ -118,9 +118,11 @@ impl<St: SessionStore, H: Hook> SessionStore for Wrapped<St, H> {
 
 /// The hook that only keeps `T` (a server, a directory) alive as long as the
 /// store: every call goes straight to the real store.
+#[cfg(any(feature = "sqlite-store", feature = "redis-store"))]
 #[derive(Debug)]
 pub(crate) struct Keeps<T>(pub(crate) T);
 
+#[cfg(any(feature = "sqlite-store", feature = "redis-store"))]
 impl<T: Send + Sync + 'static> Hook for Keeps<T> {
     async fn around<R: Send>(&self, _op: Op, _id: &Id, call: impl Call<R>) -> Result<R, Error> {
         call.await
