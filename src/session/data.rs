@@ -152,13 +152,13 @@ impl Entry {
 
 impl Data {
     /// Checks a stored record and indexes its values; returns them with the
-    /// record's cookie lifetime (`true` for persistent).
+    /// record's [`Header`] (its cookie lifetime, and whether it is retired).
     ///
     /// # Errors
     ///
     /// Fails with [`ErrorKind::Deserialize`] unless the record is a known
     /// flag byte followed by exactly one JSON object.
-    pub(crate) fn decode(record: Arc<[u8]>) -> Result<(Self, bool), Error> {
+    pub(crate) fn decode(record: Arc<[u8]>) -> Result<(Self, Header), Error> {
         let header = Header::of(&record)?;
         let json = record.get(1..header.json_end(&record)).unwrap_or_default();
         let mut deserializer = serde_json::Deserializer::from_slice(json);
@@ -183,7 +183,7 @@ impl Data {
             changed: BTreeMap::new(),
             cleared: false,
         };
-        Ok((data, header.persistent))
+        Ok((data, header))
     }
 
     /// Returns the record this data was loaded from (empty for a new
@@ -461,8 +461,8 @@ mod tests {
     #[test]
     fn records_round_trip_and_corruption_is_an_error() {
         let record = via_map(PERSISTENT, &[("n", Value::from(3))]);
-        let (data, persistent) = Data::decode(record.clone().into()).expect("decodes");
-        assert!(persistent);
+        let (data, header) = Data::decode(record.clone().into()).expect("decodes");
+        assert!(header.persistent);
         assert_eq!(data.get::<u64>("n").expect("a number"), Some(3));
         assert_eq!(*data.encode(true).expect("encodes"), *record);
         for corrupt in [

@@ -106,8 +106,8 @@ impl Session {
         now: std::time::SystemTime,
         default_persistent: bool,
     ) -> Result<Self, Error> {
-        let header = Header::of(&record.data)?;
-        let (data, persistent) = Data::decode(record.data)?;
+        let (data, header) = Data::decode(record.data)?;
+        let persistent = header.persistent;
         Ok(Self::new(State {
             stored: Some(Stored {
                 id: record.id,

@@ -124,7 +124,8 @@ impl Edits {
     /// Fails if `record` does not decode, or a re-run `update` closure's
     /// value cannot be encoded.
     pub(crate) fn rebase(&mut self, record: Arc<[u8]>) -> Result<(), Error> {
-        let (mut data, mut persistent) = Data::decode(record)?;
+        let (mut data, header) = Data::decode(record)?;
+        let mut persistent = header.persistent;
         apply(&mut self.log, &mut data, &mut persistent)?;
         self.encoded = Some(data.encode(persistent)?);
         self.base = Arc::clone(data.record());
@@ -172,8 +173,9 @@ mod tests {
 
     #[test]
     fn changes_reapply_in_order() {
-        let (mut data, mut persistent) =
+        let (mut data, header) =
             Data::decode(b"\x00{\"gone\":1,\"n\":10}"[..].into()).expect("a valid record");
+        let mut persistent = header.persistent;
         let mut changes = vec![
             Change::Update(
                 "n".into(),
